@@ -1,0 +1,71 @@
+"""Chest X-ray classification API. Routes only; the work is in chalicelib.
+
+Nothing heavy is imported here: `chalice deploy` and `chalice package` import this file on a
+machine without torch, and Lambda's init phase should not pay for what a request may not need.
+"""
+import json
+import logging
+from functools import lru_cache
+
+from chalice import Chalice
+
+from chalicelib.formats import CONTENT_TYPES
+from chalicelib.settings import Settings
+
+app = Chalice(app_name="chest-xray")
+app.debug = False  # never send tracebacks to clients
+app.log.setLevel(logging.INFO)
+# API Gateway must pass these bodies through as bytes; application/dicom is not a default.
+app.api.binary_types = sorted(set(app.api.binary_types) | set(CONTENT_TYPES))
+
+_cold_start = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
+def get_model():
+    from chalicelib.model import LazyModel
+    settings = get_settings()
+    return LazyModel(settings.model_path, settings.packages_path)
+
+
+@lru_cache(maxsize=1)
+def get_service():
+    from chalicelib.service import XrayService
+    return XrayService(get_settings(), get_model())
+
+
+@app.route("/xray", methods=["POST"], content_types=CONTENT_TYPES)
+def classify_xray():
+    global _cold_start
+    request = app.current_request
+    cold, _cold_start = _cold_start, False
+    result = get_service().classify(request.raw_body, request.headers.get("content-type", ""))
+    # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
+    app.log.info(json.dumps({"event": "classified", "cold_start": cold,
+                             "image": result["image"], "timings_ms": result["timings_ms"]}))
+    return result
+
+
+@app.route("/health", methods=["GET"])
+def health():
+    status = get_model().status()
+    return {"live": True, "ready": status["state"] == "ready", "model": status}
+
+
+@app.route("/model", methods=["GET"])
+def model_manifest():
+    from chalicelib.errors import ModelUnavailable
+    from chalicelib.store import ManifestError, read_manifest
+    model = get_model()
+    manifest = model.loaded_manifest()
+    if manifest is None:  # not loaded yet: the manifest alone is cheap and needs no torch
+        try:
+            manifest = read_manifest(model.model_path)
+        except ManifestError as error:
+            raise ModelUnavailable(f"The model is not available: {error}") from None
+    return {**manifest.raw, "state": model.status()["state"]}

@@ -1,0 +1,60 @@
+"""Decoded image -> model input. Each recipe is a small function named in the model manifest.
+
+The "xrv" recipe reproduces torchxrayvision's pipeline: normalize to [-1024, 1024], center crop
+to a square, then skimage.transform.resize(mode="constant") to 224x224, i.e. a Gaussian
+anti-aliasing blur (sigma = (factor - 1) / 2, zero padding) followed by bilinear sampling at
+pixel centers with zeros beyond the edge. Both steps are linear and act on rows and columns
+separately, so the whole resize is one small matrix M applied as M @ image @ M.T, which is
+exact and needs neither scipy nor torch.
+"""
+from functools import lru_cache
+from typing import Callable, Dict
+
+import numpy as np
+
+XRV_RANGE = 1024.0
+
+
+def center_crop(image: np.ndarray) -> np.ndarray:
+    """The largest centered square, with torchxrayvision's rounding."""
+    height, width = image.shape
+    side = min(height, width)
+    top, left = height // 2 - side // 2, width // 2 - side // 2
+    return image[top:top + side, left:left + side]
+
+
+@lru_cache(maxsize=16)
+def resize_matrix(source: int, target: int) -> np.ndarray:
+    """The (target x source) operator of skimage's anti-aliased bilinear resize along one axis:
+    each output sample is a bilinear mix of two blurred inputs, each a window of Gaussian taps."""
+    factor = source / target
+    offsets, taps = np.zeros(1, dtype=int), np.ones(1)
+    if factor > 1:
+        sigma = (factor - 1) / 2
+        radius = int(4.0 * sigma + 0.5)  # scipy.ndimage.gaussian_filter's truncate=4.0
+        offsets = np.arange(-radius, radius + 1)
+        taps = np.exp(-0.5 * (offsets / sigma) ** 2)
+        taps /= taps.sum()
+    coords = (np.arange(target) + 0.5) * factor - 0.5
+    below = np.floor(coords).astype(int)
+    frac = coords - below
+    matrix = np.zeros((target, source))
+    rows = np.arange(target)
+    for neighbour, weight in ((below, 1 - frac), (below + 1, frac)):
+        # Samples and taps that fall past the edge read zeros (ndimage's "grid-constant").
+        valid = (neighbour >= 0) & (neighbour < source)
+        for offset, tap in zip(offsets, taps):
+            column = neighbour + offset
+            inside = valid & (column >= 0) & (column < source)
+            np.add.at(matrix, (rows[inside], column[inside]), weight[inside] * tap)
+    return matrix.astype(np.float32)
+
+
+def xrv(image: np.ndarray, size: int) -> np.ndarray:
+    """torchxrayvision's normalize + XRayCenterCrop + XRayResizer, shape (1, 1, size, size)."""
+    square = center_crop(image * np.float32(2 * XRV_RANGE) - np.float32(XRV_RANGE))
+    matrix = resize_matrix(square.shape[0], size)
+    return (matrix @ square @ matrix.T)[None, None].astype(np.float32)
+
+
+RECIPES: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"xrv": xrv}

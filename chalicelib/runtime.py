@@ -1,0 +1,25 @@
+"""Where torch comes from. On Lambda it lives on EFS (far over the 250 MB package limit), so the
+EFS packages folder must be on sys.path before the first `import torch`; locally the venv's
+torch is used and nothing changes."""
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+
+class RuntimeUnavailable(RuntimeError):
+    pass
+
+
+def import_torch(packages_path: Optional[Path]) -> Any:
+    if packages_path is not None:
+        if not packages_path.is_dir():
+            raise RuntimeUnavailable(
+                f"the packages folder {packages_path} does not exist (is EFS mounted and filled?)")
+        if str(packages_path) not in sys.path:
+            sys.path.insert(0, str(packages_path))
+    try:
+        import torch
+    except ImportError as error:
+        where = f"from {packages_path}" if packages_path else "in this environment"
+        raise RuntimeUnavailable(f"torch cannot be imported {where}: {error}") from None
+    return torch

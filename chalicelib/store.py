@@ -1,0 +1,157 @@
+"""The model store: one folder per model version holding manifest.json and safetensors weights,
+laid out as on EFS:
+
+    <efs root>/models/<name>/<version>/manifest.json
+    <efs root>/models/<name>/<version>/model.safetensors
+    <efs root>/models/current -> <name>/<version>      (the served version)
+
+Reading needs only the standard library; the weights themselves are read by chalicelib.model.
+"""
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "chest-xray-model/1"
+CURRENT = "current"
+
+
+class ManifestError(ValueError):
+    """The store does not hold a usable manifest; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    directory: Path
+    raw: Dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def version(self) -> str:
+        return str(self.raw["version"])
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.raw["trained"])
+
+    @property
+    def architecture(self) -> Dict[str, Any]:
+        return self.raw["architecture"]
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self.raw["labels"])
+
+    @property
+    def thresholds(self) -> List[float]:
+        return [float(self.raw["thresholds"][label]) for label in self.labels]
+
+    @property
+    def input_size(self) -> int:
+        return int(self.raw["input"]["size"])
+
+    @property
+    def preprocessing(self) -> Dict[str, Any]:
+        return self.raw["preprocessing"]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / self.raw["weights"]["file"]
+
+    @property
+    def sha256(self) -> str:
+        return self.raw["weights"]["sha256"]
+
+    def identity(self) -> Dict[str, Any]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256,
+                "trained": self.trained}
+
+
+def read_manifest(model_path: Path) -> Manifest:
+    """Reads and validates the manifest of the model at model_path (a pointer is resolved once,
+    so a pointer switched meanwhile cannot mix two versions)."""
+    directory = Path(os.path.realpath(model_path))
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path} is not valid JSON: {error}") from None
+    _validate(raw, path)
+    return Manifest(directory, raw)
+
+
+def _validate(raw: Any, path: Path) -> None:
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            raise ManifestError(f"{path}: {what}")
+
+    need(isinstance(raw, dict), "must be a JSON object")
+    need(raw.get("format") == MANIFEST_FORMAT, f'"format" must be "{MANIFEST_FORMAT}"')
+    for key in ("name", "version", "trained", "architecture", "labels", "thresholds", "input",
+                "preprocessing", "weights", "provenance"):
+        need(key in raw, f'"{key}" is missing')
+    labels = raw["labels"]
+    need(isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels),
+         '"labels" must be a non-empty list of names')
+    need(len(set(labels)) == len(labels), '"labels" has duplicates')
+    thresholds = raw["thresholds"]
+    need(isinstance(thresholds, dict) and set(thresholds) == set(labels),
+         '"thresholds" must map every label, and only labels, to a threshold')
+    need(all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds.values()),
+         'every threshold must be a number between 0 and 1')
+    weights = raw["weights"]
+    need(isinstance(weights, dict) and weights.get("format") == "safetensors",
+         '"weights.format" must be "safetensors" (pickled weights are never loaded)')
+    need(isinstance(weights.get("file"), str) and "/" not in weights["file"],
+         '"weights.file" must be a file name in the model folder')
+    sha = weights.get("sha256")
+    need(isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
+         '"weights.sha256" must be 64 lowercase hex digits')
+    need(isinstance(raw["architecture"], dict) and "name" in raw["architecture"],
+         '"architecture.name" is missing')
+    model_input = raw["input"]
+    need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
+         and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
+         '"input" needs an integer "size" and "channels" (1 or 3)')
+    prep = raw["preprocessing"]
+    need(isinstance(prep, dict) and isinstance(prep.get("recipe"), str),
+         '"preprocessing" needs a "recipe" name')
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes) -> Path:
+    """Writes one model version (for the tools that fill a store, never for serving). The
+    folder is assembled under a temporary name and renamed into place, so a reader sees either
+    no version or a complete one."""
+    target = models_root / manifest["name"] / str(manifest["version"])
+    manifest = {**manifest, "format": MANIFEST_FORMAT}
+    manifest["weights"] = {**manifest["weights"], "format": "safetensors",
+                           "sha256": sha256_hex(weights)}
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    staging.mkdir(parents=True)
+    (staging / manifest["weights"]["file"]).write_bytes(weights)
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _validate(manifest, staging / MANIFEST_NAME)
+    os.rename(staging, target)
+    return target
+
+
+def point_current(models_root: Path, version_dir: Path) -> None:
+    """Makes version_dir the served model by swapping the `current` symlink atomically."""
+    link = models_root / CURRENT
+    temporary = models_root / f".{CURRENT}.{os.getpid()}"
+    if temporary.is_symlink():
+        temporary.unlink()
+    os.symlink(os.path.relpath(version_dir, models_root), temporary)
+    os.replace(temporary, link)
