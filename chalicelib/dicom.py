@@ -5,6 +5,8 @@ window -> MONOCHROME1 inverted so that bright means dense, as in every other for
 No patient field is read, logged or returned: only the image-describing attributes are.
 """
 import io
+import logging
+import warnings
 from typing import Tuple
 
 import numpy as np
@@ -25,13 +27,19 @@ SUPPORTED_TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
+# pydicom's warnings and log lines may quote element values, patient fields among them.
+logging.getLogger("pydicom").setLevel(logging.ERROR)
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 
 
 def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
     import pydicom
 
-    ds = pydicom.dcmread(io.BytesIO(body))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pydicom")
+        # ...except this one: pydicom reads a truncated file "successfully", minus its pixels.
+        warnings.filterwarnings("error", message="End of file reached")
+        ds = pydicom.dcmread(io.BytesIO(body))
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if syntax not in SUPPORTED_TRANSFER_SYNTAXES:
         raise UnsupportedImageType(
