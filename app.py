@@ -5,11 +5,12 @@ machine without torch, and Lambda's init phase should not pay for what a request
 """
 import json
 import logging
+import time
 from functools import lru_cache
 
 from chalice import Chalice
 
-from chalicelib.formats import CONTENT_TYPES
+from chalicelib.formats import CONTENT_TYPES, ROUTE_CONTENT_TYPES
 from chalicelib.settings import Settings
 
 app = Chalice(app_name="chest-xray")
@@ -39,7 +40,20 @@ def get_service():
     return XrayService(get_settings(), get_model())
 
 
-@app.route("/xray", methods=["POST"], content_types=CONTENT_TYPES)
+@app.middleware("http")
+def label_and_log(event, get_response):
+    """Every answer is labelled JSON (Chalice leaves the header to API Gateway's default) and
+    leaves one access-log line: method, path, status and duration, nothing from the body."""
+    started = time.perf_counter()
+    response = get_response(event)
+    response.headers.setdefault("Content-Type", "application/json")
+    app.log.info(json.dumps({"event": "request", "method": event.method, "path": event.path,
+                             "status": response.status_code,
+                             "ms": round((time.perf_counter() - started) * 1000, 1)}))
+    return response
+
+
+@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
 def classify_xray():
     global _cold_start
     request = app.current_request

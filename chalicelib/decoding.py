@@ -18,8 +18,8 @@ import numpy as np
 
 from chalicelib.errors import (InvalidImage, PayloadTooLarge, UnclassifiableImage,
                                UnsupportedImageType)
-from chalicelib.formats import (CONTENT_TYPE_OF_FORMAT, DICOM, FORMAT_OF_CONTENT_TYPE, media_type,
-                                sniff)
+from chalicelib.formats import (CONTENT_TYPE_OF_FORMAT, DICOM, FORMAT_OF_CONTENT_TYPE,
+                                MISTAKEN_CONTENT_TYPES, media_type, sniff)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,9 @@ class DecodedImage:
 
 
 def decode(body: bytes, content_type: str, limits: Limits) -> DecodedImage:
+    advice = MISTAKEN_CONTENT_TYPES.get(media_type(content_type))
+    if advice:
+        raise UnsupportedImageType(advice)
     if not body:
         raise InvalidImage("The request body is empty: send the image bytes, "
                            "e.g. curl --data-binary @xray.png")

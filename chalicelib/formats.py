@@ -14,6 +14,18 @@ FORMAT_OF_CONTENT_TYPE = {
 # Chalice matches route content types by exact string (no wildcards), so list each one.
 CONTENT_TYPES = list(FORMAT_OF_CONTENT_TYPE)
 CONTENT_TYPE_OF_FORMAT = {PNG: "image/png", JPEG: "image/jpeg", DICOM: "application/dicom"}
+# Common mistakes, routed to the view only to be refused with advice instead of Chalice's bare
+# "Unsupported media type". Never binary types: their bodies are not read.
+MISTAKEN_CONTENT_TYPES = {
+    "application/x-www-form-urlencoded":
+        "curl sends Content-Type application/x-www-form-urlencoded unless told otherwise: add "
+        "-H 'Content-Type: image/png' (or image/jpeg, application/dicom, "
+        "application/octet-stream).",
+    "multipart/form-data":
+        "Send the file's raw bytes as the request body (fetch(url, {method: 'POST', body: file})"
+        " or curl --data-binary @file), not a multipart form.",
+}
+ROUTE_CONTENT_TYPES = CONTENT_TYPES + list(MISTAKEN_CONTENT_TYPES)
 
 
 def media_type(content_type: str) -> str:

@@ -9,14 +9,14 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from chalicelib.errors import ModelUnavailable
-from chalicelib.preprocessing import RECIPES
 from chalicelib.runtime import import_torch
 from chalicelib.store import Manifest, ManifestError, read_manifest, sha256_hex
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ UNTRAINED_WARNING = ("These weights are an untrained demo (random, seeded): the 
 
 class Classifier:
     def __init__(self, manifest: Manifest, network: Any, torch: Any) -> None:
+        from chalicelib.preprocessing import RECIPES
         self.manifest = manifest
         self._network = network
         self._torch = torch
@@ -38,10 +39,10 @@ class Classifier:
             identity["warning"] = UNTRAINED_WARNING
         return identity
 
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
+    def preprocess(self, pixels: "np.ndarray") -> "np.ndarray":
         return self._recipe(pixels, self._size)
 
-    def inference(self, batch: np.ndarray) -> List[float]:
+    def inference(self, batch: "np.ndarray") -> List[float]:
         torch = self._torch
         with torch.inference_mode():
             logits = self._network(torch.from_numpy(batch))
@@ -62,6 +63,7 @@ def load_classifier(model_path: Path, packages_path: Optional[Path]) -> Classifi
     from safetensors.torch import load as load_safetensors
 
     from chalicelib.densenet import ARCHITECTURES
+    from chalicelib.preprocessing import RECIPES
 
     manifest = read_manifest(model_path)
     architecture = dict(manifest.architecture)
