@@ -1,0 +1,98 @@
+"""`chalice local` for real, started the way the README says (scripts/serve), driven by the
+README's own curl lines, and stopped by its PID."""
+import json
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, REPO, jpeg_of, serving
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def readme_curl_lines() -> list:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- curl-examples: start -->")[1].split("<!-- curl-examples: end -->")[0]
+    return [line for line in block.splitlines() if line.startswith("curl ")]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    log = open(REPO / ".pytest_cache" / "chalice-local.log", "w") if (
+        REPO / ".pytest_cache").is_dir() else subprocess.DEVNULL
+    process = subprocess.Popen([str(REPO / "scripts" / "serve"), "--no-autoreload",
+                                "--port", str(port)], cwd=REPO, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("chalice local did not start")
+                time.sleep(0.3)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("curl")
+    shutil.copy(PNG_CARDIOMEGALY, folder / "chest.png")
+    (folder / "chest.jpg").write_bytes(jpeg_of(PNG_CARDIOMEGALY))
+    shutil.copy(DCM_J2K, folder / "chest.dcm")
+    return folder
+
+
+def run_curl(line: str, port: int, cwd) -> dict:
+    command = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_readme_curl_lines_classify_the_samples(server, sample_files, demo_store):
+    port, _ = server
+    lines = readme_curl_lines()
+    posts = [line for line in lines if "POST" in line]
+    assert len(posts) == 4 and {"image/png", "image/jpeg", "application/dicom"} <= {
+        re.search(r"Content-Type: ([^']+)", line).group(1) for line in posts}
+    with serving(demo_store) as client:  # the same code in-process, for comparison
+        for line in posts:
+            answer = run_curl(line, port, sample_files)
+            file_name = re.search(r"@(\S+)", line).group(1)
+            content_type = re.search(r"Content-Type: ([^']+)", line).group(1)
+            direct = json.loads(client.http.post(
+                "/xray", headers={"Content-Type": content_type},
+                body=(sample_files / file_name).read_bytes()).body)
+            assert answer["findings"] == direct["findings"], line
+            assert answer["model"]["trained"] is False and "warning" in answer["model"]
+
+    health, manifest = (run_curl(line, port, sample_files) for line in lines if "POST" not in line)
+    assert health["ready"] is True and health["model"]["state"] == "ready"
+    assert len(manifest["labels"]) == 18
+
+
+def test_curl_mistakes_get_advice_not_a_traceback(server, sample_files):
+    port, _ = server
+    answer = run_curl(f"curl -s -X POST http://127.0.0.1:8000/xray --data-binary @chest.png",
+                      port, sample_files)
+    assert answer["Code"] == "UnsupportedImageType" and "Content-Type" in answer["Message"]
+    answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray -H 'Content-Type: image/png' "
+                      "--data-binary @chest.jpg", port, sample_files)
+    assert answer["Code"] == "UnsupportedImageType" and "image/jpeg" in answer["Message"]
