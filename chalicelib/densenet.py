@@ -82,5 +82,3 @@ class DenseNet(nn.Module):
         out = F.adaptive_avg_pool2d(out, (1, 1)).flatten(1)
         return self.classifier(out)
 
-
-ARCHITECTURES = {"densenet121": DenseNet}

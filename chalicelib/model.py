@@ -49,9 +49,10 @@ class Classifier:
             return torch.sigmoid(logits)[0].tolist()
 
     def postprocess(self, probabilities: List[float]) -> Dict[str, Any]:
-        rows = [{"label": label, "probability": round(p, 6), "threshold": threshold}
-                for label, p, threshold in zip(self.manifest.labels, probabilities,
-                                               self.manifest.thresholds)]
+        thresholds = self.manifest.thresholds
+        rows = [{"label": label, "probability": round(p, 6), "threshold": thresholds[label]}
+                for label, p in zip(self.manifest.labels, probabilities)
+                if label]  # an unnamed output was not trained: never reported
         rows.sort(key=lambda row: row["probability"], reverse=True)
         return {"findings": rows,
                 "positive": [row["label"] for row in rows
@@ -62,7 +63,7 @@ def load_classifier(model_path: Path, packages_path: Optional[Path]) -> Classifi
     torch = import_torch(packages_path)  # before anything else touches torch
     from safetensors.torch import load as load_safetensors
 
-    from chalicelib.densenet import ARCHITECTURES
+    from chalicelib.architectures import ARCHITECTURES
     from chalicelib.preprocessing import RECIPES
 
     manifest = read_manifest(model_path)

@@ -1,5 +1,10 @@
 """Decoded image -> model input. Each recipe is a small function named in the model manifest.
 
+The "imagenet" recipe is what torchvision-trained models (CheXNet and the like) expect: center
+crop, PIL's bilinear resize (as torchvision.transforms.Resize does it on a PIL image, but on
+float pixels, without rounding to 8 bits), the gray channel repeated three times, and ImageNet's
+mean/std normalisation.
+
 The "xrv" recipe reproduces torchxrayvision's pipeline: normalize to [-1024, 1024], center crop
 to a square, then skimage.transform.resize(mode="constant") to 224x224, i.e. a Gaussian
 anti-aliasing blur (sigma = (factor - 1) / 2, zero padding) followed by bilinear sampling at
@@ -57,4 +62,17 @@ def xrv(image: np.ndarray, size: int) -> np.ndarray:
     return (matrix @ square @ matrix.T)[None, None].astype(np.float32)
 
 
-RECIPES: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"xrv": xrv}
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)[:, None, None]
+
+
+def imagenet(image: np.ndarray, size: int) -> np.ndarray:
+    """Shape (1, 3, size, size), for models trained with torchvision's ImageNet transforms."""
+    from PIL import Image
+
+    square = Image.fromarray(np.ascontiguousarray(center_crop(image)), mode="F")
+    resized = np.asarray(square.resize((size, size), Image.Resampling.BILINEAR))
+    return ((resized[None] - IMAGENET_MEAN) / IMAGENET_STD)[None].astype(np.float32)
+
+
+RECIPES: Dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"xrv": xrv, "imagenet": imagenet}

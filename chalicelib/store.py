@@ -49,8 +49,8 @@ class Manifest:
         return list(self.raw["labels"])
 
     @property
-    def thresholds(self) -> List[float]:
-        return [float(self.raw["thresholds"][label]) for label in self.labels]
+    def thresholds(self) -> Dict[str, float]:
+        return {label: float(t) for label, t in self.raw["thresholds"].items()}
 
     @property
     def input_size(self) -> int:
@@ -98,12 +98,13 @@ def _validate(raw: Any, path: Path) -> None:
     for key in ("name", "version", "trained", "architecture", "labels", "thresholds", "input",
                 "preprocessing", "weights", "provenance"):
         need(key in raw, f'"{key}" is missing')
-    labels = raw["labels"]
-    need(isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels),
-         '"labels" must be a non-empty list of names')
-    need(len(set(labels)) == len(labels), '"labels" has duplicates')
+    labels = raw["labels"]  # one per model output; "" marks an output that was not trained
+    need(isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+         and any(labels), '"labels" must be a list of output names, at least one non-empty')
+    named = [label for label in labels if label]
+    need(len(set(named)) == len(named), '"labels" has duplicates')
     thresholds = raw["thresholds"]
-    need(isinstance(thresholds, dict) and set(thresholds) == set(labels),
+    need(isinstance(thresholds, dict) and set(thresholds) == set(named),
          '"thresholds" must map every label, and only labels, to a threshold')
     need(all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds.values()),
          'every threshold must be a number between 0 and 1')

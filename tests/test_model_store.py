@@ -230,4 +230,5 @@ def test_the_app_imports_where_torch_numpy_and_pillow_are_not_installed():
         "sys.meta_path.insert(0, Block())\n"
         "import app\n"
         "print(sorted(r for r in app.app.routes))\n")
-    assert run_isolated(blocker).strip() == "['/health', '/model', '/xray']"
+    routes = set(eval(run_isolated(blocker)))
+    assert {'/health', '/model', '/xray'} <= routes
