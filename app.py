@@ -83,3 +83,11 @@ def model_manifest():
         except ManifestError as error:
             raise ModelUnavailable(f"The model is not available: {error}") from None
     return {**manifest.raw, "state": model.status()["state"]}
+
+
+@app.lambda_function(name="efs_loader")
+def efs_loader(event, context):
+    """Installs a runtime or model archive from S3 onto EFS, verified (python -m vendor_efs.ship).
+    A separate function: the API itself never writes to EFS."""
+    from chalicelib.efs_loader import handle
+    return handle(event, get_settings().efs_root)
