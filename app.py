@@ -10,14 +10,15 @@ from functools import lru_cache
 
 from chalice import Chalice
 
-from chalicelib.formats import CONTENT_TYPES, ROUTE_CONTENT_TYPES
+from chalicelib.formats import ROUTE_CONTENT_TYPES
 from chalicelib.settings import Settings
 
 app = Chalice(app_name="chest-xray")
 app.debug = False  # never send tracebacks to clients
 app.log.setLevel(logging.INFO)
-# API Gateway must pass these bodies through as bytes; application/dicom is not a default.
-app.api.binary_types = sorted(set(app.api.binary_types) | set(CONTENT_TYPES))
+# API Gateway must pass these bodies through as bytes; application/dicom is not a default. The
+# form types are only ever refused, but `chalice deploy` wants a route's types all binary or not.
+app.api.binary_types = sorted(set(app.api.binary_types) | set(ROUTE_CONTENT_TYPES))
 
 _cold_start = True
 

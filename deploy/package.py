@@ -1,0 +1,74 @@
+"""The CloudFormation path: a deployable SAM template instead of `chalice deploy`.
+
+    .venv/bin/python -m deploy.package --stage prod --out build/cloudformation
+
+validates the stage offline (as `python -m deploy` does), writes .chalice/policy-<stage>.json
+(so the role gets the EFS ClientMount statement), and runs
+`chalice package --stage <stage> --merge-template <merge> <out>`, where the merge template adds
+what Chalice cannot express: the function's FileSystemConfigs (and its VpcConfig, restated so
+that everything EFS needs is visible in one file). <out> then holds sam.json, deployment.zip and
+efs-merge-template.json. Needs no AWS access.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from deploy.deploy import chalice_command
+from deploy.errors import DeployError
+from deploy.policy import write_policy
+from deploy.settings import StageSettings, load_stage
+
+FUNCTION = "APIHandler"  # Chalice's logical id for the REST handler
+MERGE_NAME = "efs-merge-template.json"
+
+
+def merge_template(settings: StageSettings) -> Dict[str, Any]:
+    return {"Resources": {FUNCTION: {"Properties": {
+        "FileSystemConfigs": settings.file_system_configs,
+        "VpcConfig": {"SubnetIds": settings.subnet_ids,
+                      "SecurityGroupIds": settings.security_group_ids},
+    }}}}
+
+
+def package(project_dir: Path, stage: str, out: Path) -> Path:
+    settings = load_stage(project_dir, stage)
+    write_policy(settings)
+    merge = merge_template(settings)
+    with tempfile.TemporaryDirectory() as scratch:
+        merge_file = Path(scratch) / MERGE_NAME
+        merge_file.write_text(json.dumps(merge, indent=2) + "\n", encoding="utf-8")
+        # Chalice wants a region although packaging calls no AWS; the access point's is right.
+        env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION")
+               or settings.region}
+        done = subprocess.run([chalice_command(), "--project-dir", str(project_dir), "package",
+                               "--stage", stage, "--pkg-format", "cloudformation",
+                               "--merge-template", str(merge_file), str(out)], env=env)
+        if done.returncode != 0:
+            raise DeployError(f"chalice package failed (exit {done.returncode})")
+    (out / MERGE_NAME).write_text(json.dumps(merge, indent=2) + "\n", encoding="utf-8")
+    return out / "sam.json"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.package",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--project-dir", type=Path, default=Path.cwd())
+    args = parser.parse_args(argv)
+    try:
+        template = package(args.project_dir.resolve(), args.stage, args.out.resolve())
+    except DeployError as error:
+        print(f"package: error: {error}", file=sys.stderr)
+        return 2
+    print(f"package: wrote {template} (deploy it with aws cloudformation package + deploy)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

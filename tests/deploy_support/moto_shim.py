@@ -1,0 +1,114 @@
+"""TEST-ONLY shim over moto 5.2.5's gaps, applied in the test process that runs the moto server.
+
+What moto lacks, and what this does about it (nothing else is changed):
+1. ImportRestApi / PutRestApi accept only OpenAPI 3 with info.description; Chalice sends
+   Swagger 2.0. The shim turns Chalice's Swagger into the subset moto reads: paths, methods and
+   integrations. It also keeps what moto ignores and we must check: the
+   x-amazon-apigateway-binary-media-types list and the endpointConfigurationTypes parameter.
+   Mock integrations (CORS preflight, which crash moto's importer) are left out.
+2. UpdateFunctionConfiguration(FileSystemConfigs=...) is accepted and silently dropped. The shim
+   stores it and returns it from GetFunctionConfiguration, as Lambda does, so the hook's
+   read-back is exercised; and it records every raw UpdateFunctionConfiguration request body,
+   so a test sees exactly what the hook sent (a shim that stored anything would hide a bug).
+3. Access point ids are fsap- + 8 hex digits in moto, 17 in AWS; Lambda (and cfn-lint) accept
+   only 17, and so does our config validation. The shim gives new access points 17.
+"""
+import contextlib
+import json
+from typing import Any, Dict, Iterator, List
+from urllib.parse import unquote
+
+from moto.apigateway.models import APIGatewayBackend
+from moto.apigateway.responses import APIGatewayResponse
+from moto.apigateway.utils import deserialize_body
+from moto.awslambda.models import LambdaFunction
+from moto.awslambda.responses import LambdaResponse
+from moto.efs.models import AccessPoint
+from moto.moto_api._internal import mock_random
+
+BINARY_TYPES = "x-amazon-apigateway-binary-media-types"
+
+
+@contextlib.contextmanager
+def moto_shim(update_requests: List[Dict[str, Any]]) -> Iterator[None]:
+    originals = {
+        (APIGatewayResponse, "import_rest_api"): APIGatewayResponse.import_rest_api,
+        (APIGatewayBackend, "put_rest_api"): APIGatewayBackend.put_rest_api,
+        (LambdaResponse, "update_function_configuration"):
+            LambdaResponse.update_function_configuration,
+        (LambdaFunction, "update_configuration"): LambdaFunction.update_configuration,
+        (LambdaFunction, "get_configuration"): LambdaFunction.get_configuration,
+        (AccessPoint, "__init__"): AccessPoint.__init__,
+    }
+    put_rest_api = APIGatewayBackend.put_rest_api
+
+    def import_rest_api(self: APIGatewayResponse) -> Any:
+        doc = deserialize_body(self.body)
+        if "swagger" not in doc:
+            return originals[(APIGatewayResponse, "import_rest_api")](self)
+        types = self.querystring.get("endpointConfigurationTypes") or ["EDGE"]
+        api = self.backend.create_rest_api(
+            name=doc["info"]["title"], description=doc["info"].get("description", ""),
+            endpoint_configuration={"types": types})
+        self.backend.put_rest_api(api.id, doc, fail_on_warnings=False, mode="overwrite")
+        return 200, {}, json.dumps(api.to_dict())
+
+    def put_swagger(self: APIGatewayBackend, function_id: str, api_doc: Dict[str, Any],
+                    fail_on_warnings: bool, mode: str = "merge") -> Any:
+        if "swagger" not in api_doc:
+            return put_rest_api(self, function_id, api_doc, fail_on_warnings, mode)
+        api = put_rest_api(self, function_id, _as_openapi3(api_doc), False, mode)
+        api.binaryMediaTypes = list(api_doc.get(BINARY_TYPES, []))
+        return api
+
+    def record_update(self: LambdaResponse) -> Any:
+        update_requests.append({"function": unquote(self.path.rsplit("/", 2)[-2]),
+                                "body": json.loads(self.body or b"{}")})
+        return originals[(LambdaResponse, "update_function_configuration")](self)
+
+    def update_configuration(self: LambdaFunction, config_updates: Dict[str, Any]) -> Any:
+        if "FileSystemConfigs" in config_updates:
+            self.shim_file_system_configs = config_updates["FileSystemConfigs"]
+        return originals[(LambdaFunction, "update_configuration")](self, config_updates)
+
+    def get_configuration(self: LambdaFunction, on_create: bool = False) -> Dict[str, Any]:
+        config = originals[(LambdaFunction, "get_configuration")](self, on_create)
+        if getattr(self, "shim_file_system_configs", None):
+            config["FileSystemConfigs"] = self.shim_file_system_configs
+        return config
+
+    def access_point_init(self: AccessPoint, *args: Any, **kwargs: Any) -> None:
+        originals[(AccessPoint, "__init__")](self, *args, **kwargs)
+        short = self.access_point_id
+        self.access_point_id = f"fsap-{mock_random.get_random_hex(17)}"
+        self.access_point_arn = self.access_point_arn.replace(short, self.access_point_id)
+
+    APIGatewayResponse.import_rest_api = import_rest_api
+    APIGatewayBackend.put_rest_api = put_swagger
+    LambdaResponse.update_function_configuration = record_update
+    LambdaFunction.update_configuration = update_configuration
+    LambdaFunction.get_configuration = get_configuration
+    AccessPoint.__init__ = access_point_init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for (owner, name), original in originals.items():
+            setattr(owner, name, original)
+
+
+def _as_openapi3(swagger: Dict[str, Any]) -> Dict[str, Any]:
+    paths: Dict[str, Any] = {}
+    for path, methods in swagger.get("paths", {}).items():
+        kept = {}
+        for method, spec in methods.items():
+            integration = spec.get("x-amazon-apigateway-integration", {})
+            if integration.get("type") == "mock":
+                continue
+            kept[method] = {"responses": spec.get("responses", {}),
+                            "x-amazon-apigateway-integration": integration}
+        paths[path] = kept
+    return {"openapi": "3.0.1",
+            "info": {"title": swagger["info"]["title"],
+                     "description": swagger["info"].get("description", ""),
+                     "version": swagger["info"].get("version", "1.0")},
+            "paths": paths}
