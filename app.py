@@ -8,8 +8,9 @@ import logging
 import time
 from functools import lru_cache
 
-from chalice import Chalice
+from chalice import Chalice, Response
 
+from chalicelib import cors
 from chalicelib.formats import ROUTE_CONTENT_TYPES
 from chalicelib.settings import Settings
 
@@ -43,27 +44,51 @@ def get_service():
 
 @app.middleware("http")
 def label_and_log(event, get_response):
-    """Every answer is labelled JSON (Chalice leaves the header to API Gateway's default) and
-    leaves one access-log line: method, path, status and duration, nothing from the body."""
+    """Every answer is labelled (JSON unless a view says otherwise: Chalice leaves the header to
+    API Gateway's default), carries the CORS headers its Origin is allowed, and leaves one
+    access-log line: method, path, status and duration, nothing from the body."""
     started = time.perf_counter()
     response = get_response(event)
     response.headers.setdefault("Content-Type", "application/json")
+    # CORS for the allowlisted origins on every answer, errors included (chalicelib/cors.py)
+    for name, value in cors.response_headers(event.headers.get("origin"),
+                                             get_settings().cors_origins).items():
+        previous = response.headers.get(name)
+        response.headers[name] = f"{previous}, {value}" if name == "Vary" and previous else value
     app.log.info(json.dumps({"event": "request", "method": event.method, "path": event.path,
                              "status": response.status_code,
                              "ms": round((time.perf_counter() - started) * 1000, 1)}))
     return response
 
 
+@app.route("/", methods=["GET"])
+def upload_page():
+    """The upload page (chalicelib/page.html): pick or drop an X-ray, see findings and heatmap."""
+    from chalicelib import page
+    max_bytes = get_settings().max_upload_bytes
+    return Response(body=page.render(max_bytes), headers=dict(page.headers(max_bytes)))
+
+
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
 def classify_xray():
+    """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
     global _cold_start
     request = app.current_request
     cold, _cold_start = _cold_start, False
-    result = get_service().classify(request.raw_body, request.headers.get("content-type", ""))
+    heatmap = (request.query_params or {}).get("heatmap")
+    result = get_service().classify(request.raw_body, request.headers.get("content-type", ""),
+                                    heatmap=heatmap)
     # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
     app.log.info(json.dumps({"event": "classified", "cold_start": cold,
                              "image": result["image"], "timings_ms": result["timings_ms"]}))
     return result
+
+
+@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+def preview_xray():
+    """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
+    request = app.current_request
+    return get_service().preview(request.raw_body, request.headers.get("content-type", ""))
 
 
 @app.route("/health", methods=["GET"])
@@ -84,6 +109,25 @@ def model_manifest():
         except ManifestError as error:
             raise ModelUnavailable(f"The model is not available: {error}") from None
     return {**manifest.raw, "state": model.status()["state"]}
+
+
+# CORS preflight, answered by the function itself (not by API Gateway's MOCK integration that
+# Chalice's cors=True generates, which can only name one origin): see chalicelib/cors.py.
+@app.route("/xray", methods=["OPTIONS"])
+@app.route("/preview", methods=["OPTIONS"])
+@app.route("/health", methods=["OPTIONS"])
+@app.route("/model", methods=["OPTIONS"])
+def preflight():
+    request = app.current_request
+    origin = request.headers.get("origin")
+    if origin is None:  # not a browser preflight: say what the path allows
+        return Response(body="", status_code=204, headers={"Allow": cors.ALLOWED_METHODS})
+    headers = cors.preflight_headers(origin, get_settings().cors_origins)
+    if headers is None:  # the middleware adds no Access-Control-Allow-Origin either
+        return Response(body={"Code": "OriginNotAllowed",
+                              "Message": f"Origin {origin} may not call this API from a browser "
+                                         f"(see XRAY_CORS_ORIGINS)."}, status_code=403)
+    return Response(body="", status_code=204, headers=headers)
 
 
 @app.lambda_function(name="efs_loader")

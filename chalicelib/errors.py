@@ -8,6 +8,11 @@ class InvalidImage(ChaliceViewError):
     STATUS_CODE = 400
 
 
+class InvalidParameter(ChaliceViewError):
+    """A query parameter with a value we cannot use (e.g. an unknown heatmap label)."""
+    STATUS_CODE = 400
+
+
 class PayloadTooLarge(ChaliceViewError):
     """Too many bytes, or too many pixels once decoded (a decompression bomb)."""
     STATUS_CODE = 413

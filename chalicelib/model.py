@@ -9,9 +9,9 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
-from chalicelib.errors import ModelUnavailable
+from chalicelib.errors import InvalidParameter, ModelUnavailable
 from chalicelib.runtime import import_torch
 from chalicelib.store import Manifest, ManifestError, read_manifest, sha256_hex
 
@@ -47,6 +47,37 @@ class Classifier:
         with torch.inference_mode():
             logits = self._network(torch.from_numpy(batch))
             return torch.sigmoid(logits)[0].tolist()
+
+    def label_index(self, wanted: Optional[str]) -> Optional[int]:
+        """A heatmap request's label -> its output index; None = the top finding.
+        Case-insensitive; unnamed (untrained) outputs cannot be asked for."""
+        if wanted is None:
+            return None
+        by_name = {label.lower(): i for i, label in enumerate(self.manifest.labels) if label}
+        index = by_name.get(wanted.strip().lower())
+        if index is None:
+            named = [label for label in self.manifest.labels if label]
+            raise InvalidParameter(f"heatmap={wanted!r} is not a label of this model. Use "
+                                   f"heatmap=top or one of: {', '.join(named)}.")
+        return index
+
+    def explain(self, batch: "np.ndarray", label: Optional[int]) -> tuple:
+        """inference() plus a Grad-CAM heatmap for output `label` (None: the most probable
+        named finding). Returns (probabilities, the JSON `heatmap` member)."""
+        from chalicelib import gradcam
+        labels = self.manifest.labels
+
+        def choose(probabilities: Sequence[float]) -> int:
+            if label is not None:
+                return label
+            return max((i for i, name in enumerate(labels) if name),
+                       key=probabilities.__getitem__)
+
+        explanation = gradcam.explain(self._network, self._torch, batch, choose)
+        name = labels[explanation.index]
+        answer = gradcam.heatmap_answer(explanation, batch, name, self.manifest.thresholds[name],
+                                        self.manifest.preprocessing["recipe"], self._torch)
+        return explanation.probabilities, {**answer, "forward_ms": explanation.forward_ms}
 
     def postprocess(self, probabilities: List[float]) -> Dict[str, Any]:
         thresholds = self.manifest.thresholds

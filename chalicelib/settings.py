@@ -1,8 +1,9 @@
 """Every environment variable the function reads, in one place, with its default."""
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Tuple
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,6 +14,9 @@ PACKAGES_PATH = "XRAY_PACKAGES_PATH"    # torch & co. on EFS; unset = this inter
 MAX_UPLOAD_BYTES = "XRAY_MAX_UPLOAD_BYTES"
 MAX_PIXELS = "XRAY_MAX_PIXELS"
 MIN_SIDE = "XRAY_MIN_SIDE"
+# Origins (scheme://host[:port], comma-separated) whose web pages may call the API from the
+# browser. Empty (the default) = same-origin only; "*" = any origin, an explicit opt-in only.
+CORS_ORIGINS = "XRAY_CORS_ORIGINS"
 
 # A Lambda request payload is at most 6 MiB and API Gateway hands binary bodies over base64
 # encoded (4 bytes for every 3). Keep 64 KiB for the rest of the event (headers, context).
@@ -35,6 +39,7 @@ class Settings:
     max_upload_bytes: int
     max_pixels: int
     min_side: int
+    cors_origins: Tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -47,6 +52,7 @@ class Settings:
             max_upload_bytes=_positive_int(env, MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
             max_pixels=_positive_int(env, MAX_PIXELS, DEFAULT_MAX_PIXELS),
             min_side=_positive_int(env, MIN_SIDE, DEFAULT_MIN_SIDE),
+            cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
         )
 
 
@@ -61,3 +67,25 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be positive, got {value}")
     return value
+
+
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?",
+                     re.IGNORECASE)
+
+
+def parse_origins(raw: str) -> Tuple[str, ...]:
+    """"https://a.example, http://localhost:3000" -> ("https://a.example", "http://localhost:3000").
+    Each entry must be an origin exactly as a browser sends it (no path, no trailing slash), so
+    a typo fails at start-up instead of silently never matching."""
+    origins = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            origins.append(entry)
+            continue
+        if not _ORIGIN.fullmatch(entry):
+            raise ValueError(f"{CORS_ORIGINS} entries must be origins like https://app.example "
+                             f"or http://localhost:3000 (no path, no trailing slash), got {entry!r}")
+        origins.append(entry.lower())
+    return tuple(dict.fromkeys(origins))
