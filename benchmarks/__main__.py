@@ -1,0 +1,46 @@
+"""python -m benchmarks [NAME ...] [options]: runs the named benchmarks (default: all), prints
+their tables and writes build/benchmarks/<name>.json.
+
+    cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
+"""
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from benchmarks import cold_start_cli
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "build" / "benchmarks"
+# name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
+# Issue 5 adds "warm" (warm-request latency) here.
+BENCHMARKS = {"cold-start": cold_start_cli}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help=f"which benchmarks (default: all of {', '.join(BENCHMARKS)})")
+    parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (%(default)s)")
+    for module in BENCHMARKS.values():
+        module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.names or list(BENCHMARKS):
+        started = time.perf_counter()
+        report, text = BENCHMARKS[name].run(args)
+        report["machine"] = {"platform": platform.platform(), "processor": platform.machine(),
+                             "cpus": os.cpu_count(), "load_average": list(os.getloadavg())}
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        target = args.out / f"{name.replace('-', '_')}.json"
+        target.write_text(json.dumps(report, indent=1) + "\n")
+        print(text)
+        print(f"\nbenchmarks: {name} took {report['seconds']:.0f} s; wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
