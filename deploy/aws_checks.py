@@ -1,6 +1,8 @@
 """Checks against the user's AWS account that catch, before anything is deployed, the mistakes
 Lambda would otherwise report only at attach time or, worse, as a timeout on the first request:
-an access point in another region or VPC, no mount target in the function's zones, no NFS path.
+an access point in another region or VPC, no mount target in the function's zones, no NFS path;
+for the loader, an upload bucket that is missing or in another region, and subnets without a
+route to S3 (the loader would hang on S3 until its 900 s timeout).
 """
 import ipaddress
 from dataclasses import dataclass
@@ -156,3 +158,69 @@ def _describe(call: Any, config_key: str, what: str, ids: List[str]) -> List[Dic
     if missing:
         raise DeployError(f"{config_key}: {what} {', '.join(sorted(missing))} not found")
     return found
+
+
+def check_upload_path(s3: Any, ec2: Any, stage: str, bucket: str, region: str,
+                      subnet_ids: List[str]) -> str:
+    """The loader reads the upload bucket from inside the VPC: the bucket must exist in the
+    function's region and every subnet must route to S3, through a gateway endpoint (free) or
+    a NAT gateway. Returns how S3 is reached, for the log."""
+    try:
+        location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        if code in ("NoSuchBucket", "404"):
+            raise DeployError(f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} does not "
+                              f"exist: create it (private) in {region} first") from None
+        if code in ("AccessDenied", "403"):
+            raise DeployError(f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} belongs to "
+                              "another account, or this identity may not "
+                              "s3:GetBucketLocation on it") from None
+        raise
+    bucket_region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location,
+                                                                                location)
+    if bucket_region != region:
+        raise DeployError(
+            f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} is in {bucket_region}, the "
+            f"functions in {region}. The loader reaches S3 through the VPC's gateway endpoint, "
+            f"which serves only its own region's buckets: use a bucket in {region}.")
+
+    subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
+    vpc_id = subnets[0]["VpcId"]
+    endpoints = ec2.describe_vpc_endpoints(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "service-name", "Values": [f"com.amazonaws.{region}.s3"]}])["VpcEndpoints"]
+    gateway_tables = {table for e in endpoints
+                      if e.get("VpcEndpointType", "Gateway") == "Gateway"
+                      and e.get("State", "available").lower() == "available"
+                      for table in e.get("RouteTableIds", [])}
+    ways = set()
+    for subnet in subnet_ids:
+        table = _route_table(ec2, vpc_id, subnet)
+        if table["RouteTableId"] in gateway_tables:
+            ways.add("S3 gateway endpoint")
+        elif any(r.get("NatGatewayId") and r.get("DestinationCidrBlock") == "0.0.0.0/0"
+                 for r in table.get("Routes", [])):
+            ways.add("NAT gateway")
+        else:
+            raise DeployError(
+                f"{key(stage, 'subnet_ids')}: subnet {subnet} has no route to S3 (route table "
+                f"{table['RouteTableId']}): the loader runs in the VPC and could not read "
+                f"s3://{bucket}. Create a gateway endpoint for com.amazonaws.{region}.s3 in "
+                f"{vpc_id} with route table {table['RouteTableId']} (gateway endpoints are free).")
+    return " and ".join(sorted(ways))
+
+
+def _route_table(ec2: Any, vpc_id: str, subnet_id: str) -> Dict[str, Any]:
+    """The subnet's own route table, or else the VPC's main one (as EC2 routes it)."""
+    own = ec2.describe_route_tables(Filters=[
+        {"Name": "association.subnet-id", "Values": [subnet_id]}])["RouteTables"]
+    if own:
+        return own[0]
+    main = ec2.describe_route_tables(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]},
+        {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+    if not main:
+        raise DeployError(f"VPC {vpc_id} has no main route table: subnet {subnet_id} routes "
+                          "nowhere")
+    return main[0]

@@ -2,11 +2,16 @@
 
     .venv/bin/python -m deploy --stage dev
 
-1. validates the stage's values in .chalice/config.json (offline: ids, ARN, mount path, limits),
-2. writes .chalice/policy-<stage>.json (logs, VPC interfaces, ClientMount on our access point),
-3. checks the account: subnets, security groups, access point region/VPC, mount targets, NFS,
+1. validates the stage's values in .chalice/config.json (offline: ids, ARN, bucket, mount path,
+   limits), for both functions as Chalice resolves them (api_handler and efs_loader),
+2. writes .chalice/policy-<stage>.json (API: logs, VPC interfaces, ClientMount on our access
+   point) and .chalice/policy-<stage>-loader.json (loader: the same plus ClientWrite, and
+   s3:GetObject on the upload bucket's efs-upload/ prefix),
+3. checks the account: subnets, security groups, access point region/VPC, mount targets, NFS;
+   the upload bucket's region and the subnets' route to S3,
 4. runs `chalice deploy --stage <stage>`,
-5. attaches the access point (deploy/efs_hook.py), waits for the update and reads it back.
+5. attaches the access point to both functions (deploy/efs_hook.py), waits for the updates and
+   reads them back.
 
 Steps 1-3 fail before anything is deployed. AWS_ENDPOINT_URL is honoured by boto3 and Chalice
 alike (the tests point both at a local moto server).
@@ -22,8 +27,8 @@ from typing import List, Optional
 
 import boto3
 
-from deploy.aws_checks import check_network, check_region
-from deploy.efs_hook import attach, deployed_function
+from deploy.aws_checks import check_network, check_region, check_upload_path
+from deploy.efs_hook import attach_all, deployed_functions
 from deploy.errors import DeployError
 from deploy.policy import write_policy
 from deploy.settings import StageSettings, load_stage
@@ -42,16 +47,20 @@ def chalice_command() -> str:
 
 def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSettings:
     settings = load_stage(project_dir, stage)
-    if write_policy(settings):
-        log.info("wrote %s", settings.policy_file.relative_to(project_dir))
+    for name in write_policy(settings):
+        log.info("wrote .chalice/%s", name)
     session = boto3.session.Session()
     if not session.region_name:
         raise DeployError("no AWS region: set AWS_DEFAULT_REGION (or the profile's region), "
                           f"e.g. {settings.region}, the access point's")
     check_region(stage, settings.region, session.region_name)
     ec2, efs = session.client("ec2"), session.client("efs")
-    check_network(ec2, efs, stage, settings.subnet_ids, settings.security_group_ids,
-                  settings.access_point_id)
+    networks = {(tuple(f.subnet_ids), tuple(f.security_group_ids)) for f in settings.functions}
+    for subnets, groups in sorted(networks):
+        check_network(ec2, efs, stage, list(subnets), list(groups), settings.access_point_id)
+    reach = check_upload_path(session.client("s3"), ec2, stage, settings.upload_bucket,
+                              session.region_name, list(settings.loader.subnet_ids))
+    log.info("the loader reaches s3://%s through the %s", settings.upload_bucket, reach)
     if not skip_chalice:
         log.info("running chalice deploy --stage %s", stage)
         done = subprocess.run([chalice_command(), "--project-dir", str(project_dir), "deploy",
@@ -59,9 +68,9 @@ def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSe
         if done.returncode != 0:
             raise DeployError(f"chalice deploy failed (exit {done.returncode}); the EFS access "
                               "point was not attached")
-    function_arn = deployed_function(project_dir, stage)
-    attach(session.client("lambda"), ec2, efs, session.client("iam"), settings, function_arn)
-    log.info("stage %s deployed: %s, EFS %s at %s", stage, function_arn,
+    arns = deployed_functions(project_dir, stage, settings)
+    attach_all(session.client("lambda"), ec2, efs, session.client("iam"), settings, arns)
+    log.info("stage %s deployed: %s, EFS %s at %s", stage, ", ".join(arns.values()),
              settings.access_point_arn, settings.mount_path)
     return settings
 
@@ -73,7 +82,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(),
                         help="the project folder (default: the current one)")
     parser.add_argument("--hook-only", action="store_true",
-                        help="only attach EFS to the function deployed earlier")
+                        help="only attach EFS to the functions deployed earlier")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="deploy: %(message)s")
     try:

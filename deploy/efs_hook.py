@@ -1,29 +1,38 @@
-"""Post-deploy hook: attaches the EFS access point to the function Chalice just deployed.
+"""Post-deploy hook: attaches the EFS access point to both functions Chalice just deployed, the
+API (api_handler, which mounts read-only by its role) and the loader (efs_loader, the only
+writer), at the same mount path.
 
 Chalice has no EFS setting and never sends FileSystemConfigs, so a later `chalice deploy` leaves
 an attachment alone; this hook makes one, waits for Lambda to apply it and reads it back.
-Running it again when the attachment is already in place sends nothing.
+Every function is checked before any is changed; running it again when the attachments are
+already in place sends nothing.
 """
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError, WaiterError
 
 from deploy.aws_checks import check_network
 from deploy.errors import DeployError
-from deploy.policy import allows_mount
-from deploy.settings import StageSettings
+from deploy.policy import CLIENT_MOUNT, CLIENT_WRITE, allows_get_object, allows_mount
+from deploy.settings import UPLOAD_PREFIX, FunctionSettings, StageSettings
 
 log = logging.getLogger("deploy")
 
-FUNCTION_RESOURCE = "api_handler"
+
+@dataclass
+class Target:
+    function: FunctionSettings
+    arn: str
+    label: str = ""  # "efs_loader (chest-xray-dev-efs_loader)", once known
 
 
-def deployed_function(project_dir: Path, stage: str) -> str:
-    """The API function's ARN from Chalice's deployed-resources record."""
+def deployed_functions(project_dir: Path, stage: str, settings: StageSettings) -> Dict[str, str]:
+    """Each function's ARN (by Chalice resource name) from Chalice's deployed-resources record."""
     record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
     try:
         resources = json.loads(record.read_text(encoding="utf-8"))["resources"]
@@ -31,72 +40,114 @@ def deployed_function(project_dir: Path, stage: str) -> str:
         raise DeployError(f"{record} not found: stage {stage!r} has not been deployed by "
                           "Chalice from this folder") from None
     by_name = {r["name"]: r for r in resources}
-    function = by_name.get(FUNCTION_RESOURCE)
-    if function is None or function.get("resource_type") != "lambda_function":
-        raise DeployError(f"{record} lists no lambda_function {FUNCTION_RESOURCE!r}")
-    return function["lambda_arn"]
+    arns = {}
+    for function in settings.functions:
+        found = by_name.get(function.name)
+        if found is None or found.get("resource_type") != "lambda_function":
+            raise DeployError(f"{record} lists no lambda_function {function.name!r}: deploy the "
+                              "current app.py (it declares both functions)")
+        arns[function.name] = found["lambda_arn"]
+    return arns
+
+
+def attach_all(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,
+               arns: Dict[str, str]) -> List[str]:
+    """Attaches the access point to the functions in `arns` (Chalice name -> ARN); returns the
+    names an update was sent to. All are checked first, so a problem with one changes none."""
+    targets = [Target(f, arns[f.name]) for f in settings.functions if f.name in arns]
+    pending = [t for t in targets if _check(lambda_, ec2, efs, iam, settings, t)]
+    for target in pending:
+        try:
+            lambda_.update_function_configuration(FunctionName=target.arn,
+                                                  FileSystemConfigs=settings.file_system_configs)
+        except ClientError as error:
+            raise DeployError(f"Lambda refused to attach {settings.access_point_arn} at "
+                              f"{settings.mount_path} to {target.label}: "
+                              f"{error.response['Error']['Message']}") from None
+    for target in pending:  # Lambda applies the updates in parallel; wait for each
+        wait_updated(lambda_, target.arn, target.label)
+        verify(lambda_, target.arn, settings, target.label)
+        log.info("%s: attached %s at %s", target.label, settings.access_point_arn,
+                 settings.mount_path)
+    return [t.function.name for t in pending]
 
 
 def attach(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,
-           function_arn: str) -> bool:
-    """Attaches the access point; returns whether an update was sent."""
-    wait_updated(lambda_, function_arn)  # Chalice's own update may still be in progress
-    config = lambda_.get_function_configuration(FunctionName=function_arn)
+           function_arn: str, function: Optional[FunctionSettings] = None) -> bool:
+    """Attaches the access point to one function (the API's settings unless given); returns
+    whether an update was sent."""
+    function = function or settings.api
+    return bool(attach_all(lambda_, ec2, efs, iam, settings, {function.name: function_arn}))
+
+
+def _check(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,
+           target: Target) -> bool:
+    """Checks a function can mount; returns whether it still needs the attachment."""
+    wait_updated(lambda_, target.arn, target.function.name)  # Chalice's own update may run
+    config = lambda_.get_function_configuration(FunctionName=target.arn)
+    target.label = f"{target.function.name} ({config['FunctionName']})"
     vpc = config.get("VpcConfig") or {}
     if not vpc.get("SubnetIds"):
         raise DeployError(
-            f"function {config['FunctionName']} is not in a VPC, and Lambda mounts EFS only "
-            "in one: set subnet_ids and security_group_ids for this stage in .chalice/config.json "
-            "and deploy again")
+            f"function {target.label} is not in a VPC, and Lambda mounts EFS only in one: set "
+            "subnet_ids and security_group_ids for this stage in .chalice/config.json and deploy "
+            "again")
     # The function's actual network, not just the config: it is what Lambda will mount from.
     check_network(ec2, efs, settings.stage, vpc["SubnetIds"], vpc["SecurityGroupIds"],
                   settings.access_point_id)
     # The function's own role (Chalice makes one per function when the policy is a file).
-    _check_role(iam, config["Role"].rsplit("/", 1)[-1], settings.access_point_arn)
-    wanted = settings.file_system_configs
-    if config.get("FileSystemConfigs") == wanted:
-        log.info("EFS access point already attached at %s: nothing to change", settings.mount_path)
+    _check_role(iam, config["Role"].rsplit("/", 1)[-1], settings, target)
+    if config.get("FileSystemConfigs") == settings.file_system_configs:
+        log.info("%s: EFS access point already attached at %s: nothing to change", target.label,
+                 settings.mount_path)
         return False
-    try:
-        lambda_.update_function_configuration(FunctionName=function_arn, FileSystemConfigs=wanted)
-    except ClientError as error:
-        raise DeployError(f"Lambda refused to attach {settings.access_point_arn} at "
-                          f"{settings.mount_path}: {error.response['Error']['Message']}") from None
-    wait_updated(lambda_, function_arn)
-    verify(lambda_, function_arn, settings)
-    log.info("attached %s at %s", settings.access_point_arn, settings.mount_path)
     return True
 
 
-def verify(lambda_: Any, function_arn: str, settings: StageSettings) -> Dict[str, Any]:
+def verify(lambda_: Any, function_arn: str, settings: StageSettings,
+           label: str = "") -> Dict[str, Any]:
     config = lambda_.get_function_configuration(FunctionName=function_arn)
+    label = label or config["FunctionName"]
     got = config.get("FileSystemConfigs")
     if got != settings.file_system_configs:
-        raise DeployError(f"after the update, {config['FunctionName']} reports FileSystemConfigs "
+        raise DeployError(f"after the update, {label} reports FileSystemConfigs "
                           f"{got!r}, expected {settings.file_system_configs!r}")
     if config.get("LastUpdateStatus") not in (None, "Successful"):
-        raise DeployError(f"the function update ended {config['LastUpdateStatus']}: "
+        raise DeployError(f"the update of {label} ended {config['LastUpdateStatus']}: "
                           f"{config.get('LastUpdateStatusReason', 'no reason given')}")
     return config
 
 
-def wait_updated(lambda_: Any, function_arn: str) -> None:
+def wait_updated(lambda_: Any, function_arn: str, label: str = "") -> None:
     try:
         lambda_.get_waiter("function_updated_v2").wait(
             FunctionName=function_arn, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
     except WaiterError as error:  # its message carries Lambda's last status and reason
-        raise DeployError(f"the function {function_arn} did not finish updating: {error}") from None
+        raise DeployError(f"the function {label or function_arn} did not finish updating: "
+                          f"{error}") from None
 
 
-def _check_role(iam: Any, role_name: str, access_point_arn: str) -> None:
-    names = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
-    for name in names:
+def _check_role(iam: Any, role_name: str, settings: StageSettings, target: Target) -> None:
+    documents = []
+    for name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
         document = iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"]
         if isinstance(document, str):  # IAM returns it URL-encoded when not parsed by boto3
             document = json.loads(unquote(document))
-        if allows_mount(document, access_point_arn):
-            return
-    raise DeployError(f"missing NFS permission: role {role_name} does not allow "
-                      f"elasticfilesystem:ClientMount through {access_point_arn}; Lambda "
-                      "would fail to mount. Deploy with this command (it writes "
-                      ".chalice/policy-<stage>.json) rather than plain `chalice deploy`.")
+        documents.append(document)
+    needed = [CLIENT_MOUNT] + ([CLIENT_WRITE] if target.function.writes_efs else [])
+    missing = [a for a in needed
+               if not any(allows_mount(d, settings.access_point_arn, a) for d in documents)]
+    how = (f"Deploy with this command (it writes .chalice/{target.function.policy_file.name}) "
+           "rather than plain `chalice deploy`.")
+    if missing:
+        raise DeployError(
+            f"missing NFS permission: role {role_name} of {target.label} does not allow "
+            f"{' and '.join(missing)} through {settings.access_point_arn}; Lambda would fail to "
+            + ("mount." if CLIENT_MOUNT in missing else "write the installs.") + " " + how)
+    if target.function.writes_efs:
+        probe = settings.upload_objects_arn.replace("*", "runtime/probe.tar.gz")
+        if not any(allows_get_object(d, probe) for d in documents):
+            raise DeployError(
+                f"missing S3 permission: role {role_name} of {target.label} does not allow "
+                f"s3:GetObject on s3://{settings.upload_bucket}/{UPLOAD_PREFIX}*; the loader "
+                f"could not read the uploads. {how}")

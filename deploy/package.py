@@ -3,11 +3,12 @@
     .venv/bin/python -m deploy.package --stage prod --out build/cloudformation
 
 validates the stage offline (as `python -m deploy` does), writes .chalice/policy-<stage>.json
-(so the role gets the EFS ClientMount statement), and runs
-`chalice package --stage <stage> --merge-template <merge> <out>`, where the merge template adds
-what Chalice cannot express: the function's FileSystemConfigs (and its VpcConfig, restated so
-that everything EFS needs is visible in one file). <out> then holds sam.json, deployment.zip and
-efs-merge-template.json. Needs no AWS access.
+and .chalice/policy-<stage>-loader.json (Chalice puts each into its function's own role: the
+API's read-only ClientMount; the loader's ClientMount + ClientWrite and s3:GetObject on the
+upload prefix), and runs `chalice package --stage <stage> --merge-template <merge> <out>`, where
+the merge template adds what Chalice cannot express: both functions' FileSystemConfigs (and
+their VpcConfig, restated so that everything EFS needs is visible in one file). <out> then holds
+sam.json, deployment.zip and efs-merge-template.json. Needs no AWS access.
 """
 import argparse
 import json
@@ -21,18 +22,36 @@ from typing import Any, Dict, List, Optional
 from deploy.deploy import chalice_command
 from deploy.errors import DeployError
 from deploy.policy import write_policy
-from deploy.settings import StageSettings, load_stage
+from deploy.settings import API, FunctionSettings, StageSettings, load_stage
 
-FUNCTION = "APIHandler"  # Chalice's logical id for the REST handler
 MERGE_NAME = "efs-merge-template.json"
+SAM_FUNCTION = "AWS::Serverless::Function"
+
+
+def logical_id(function: FunctionSettings) -> str:
+    """Chalice's logical id: APIHandler for the REST handler, else its CamelCase name
+    (efs_loader -> EfsLoader)."""
+    from chalice.utils import to_cfn_resource_name
+    return "APIHandler" if function.name == API else to_cfn_resource_name(function.name)
 
 
 def merge_template(settings: StageSettings) -> Dict[str, Any]:
-    return {"Resources": {FUNCTION: {"Properties": {
+    return {"Resources": {logical_id(function): {"Properties": {
         "FileSystemConfigs": settings.file_system_configs,
-        "VpcConfig": {"SubnetIds": settings.subnet_ids,
-                      "SecurityGroupIds": settings.security_group_ids},
-    }}}}
+        "VpcConfig": {"SubnetIds": function.subnet_ids,
+                      "SecurityGroupIds": function.security_group_ids},
+    }} for function in settings.functions}}
+
+
+def check_merged(settings: StageSettings, template: Dict[str, Any]) -> None:
+    """A merge into a logical id Chalice did not make would add a typeless resource."""
+    for function in settings.functions:
+        resource = template["Resources"].get(logical_id(function), {})
+        if resource.get("Type") != SAM_FUNCTION or resource["Properties"].get(
+                "FileSystemConfigs") != settings.file_system_configs:
+            raise DeployError(f"chalice package made no {SAM_FUNCTION} "
+                              f"{logical_id(function)} for {function.name}: the merge template "
+                              "no longer matches Chalice's logical ids")
 
 
 def package(project_dir: Path, stage: str, out: Path) -> Path:
@@ -50,6 +69,7 @@ def package(project_dir: Path, stage: str, out: Path) -> Path:
                                "--merge-template", str(merge_file), str(out)], env=env)
         if done.returncode != 0:
             raise DeployError(f"chalice package failed (exit {done.returncode})")
+    check_merged(settings, json.loads((out / "sam.json").read_text(encoding="utf-8")))
     (out / MERGE_NAME).write_text(json.dumps(merge, indent=2) + "\n", encoding="utf-8")
     return out / "sam.json"
 

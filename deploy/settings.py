@@ -1,11 +1,23 @@
 """Reads one stage of .chalice/config.json and validates the values a user must fill in, offline,
-before anything touches AWS. Chalice ignores the keys it does not know (efs_access_point_arn),
-so every user value lives in that one file."""
+before anything touches AWS. Chalice ignores the keys it does not know (efs_access_point_arn,
+efs_upload_bucket), so every user value lives in that one file.
+
+The app has two Lambda functions, and each is validated with the values Chalice will give it:
+they are looked up with Chalice's own Config, scoped to the function, so a per-function override
+(`stages.<stage>.lambda_functions.<name>`) is seen exactly as `chalice deploy` sees it.
+
+- api_handler: the REST API. Read-only EFS mount, at most 28 s (API Gateway waits 29 s).
+- efs_loader: installs archives from S3 onto EFS (python -m vendor_efs.ship). The only writer:
+  its own role (policy-<stage>-loader.json), a long timeout, and reserved concurrency 1 so that
+  two installs never race.
+"""
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from chalice.config import Config
 
 from deploy.errors import DeployError
 
@@ -18,37 +30,86 @@ SECURITY_GROUP_ID = re.compile(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$")
 ACCESS_POINT_ARN = re.compile(
     r"^arn:(?P<partition>aws[a-z-]*):elasticfilesystem:(?P<region>[a-z]{2}(-[a-z]+)+-\d):"
     r"(?P<account>\d{12}):access-point/(?P<id>fsap-[0-9a-f]{17})$")
-# API Gateway (REST) gives up after 29 s; a function still running then is paid for but unheard.
-MAX_TIMEOUT_S = 28
-# torch alone takes ~0.5 GB resident; DenseNet-121 and a large image need the rest.
-MIN_MEMORY_MB, MAX_MEMORY_MB = 1024, 10240
+# S3's general purpose bucket naming rules.
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+# The key prefix vendor_efs.ship uploads under: the only objects the loader may read.
+UPLOAD_PREFIX = "efs-upload/"
 ENV_EFS_ROOT, ENV_PACKAGES, ENV_MODEL = "XRAY_EFS_ROOT", "XRAY_PACKAGES_PATH", "XRAY_MODEL_PATH"
+
+API, LOADER = "api_handler", "efs_loader"  # Chalice's resource names (app.py)
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: Tuple[int, int]
+    memory_mb: Tuple[int, int]
+    concurrency: Tuple[int, int]
+    timeout_why: str
+    policy_suffix: str
+
+
+LIMITS = {
+    # API Gateway (REST) gives up after 29 s; a function still running then is paid for but
+    # unheard. torch alone takes ~0.5 GB resident; DenseNet-121 and a large image need the rest.
+    API: Limits(timeout_s=(1, 28), memory_mb=(1024, 10240), concurrency=(1, 1000),
+                timeout_why=" (API Gateway's limit is 29 s)", policy_suffix=""),
+    # Extracting and hashing hundreds of MB onto EFS takes minutes (Lambda's maximum is 900 s).
+    # One install at a time: two loaders switching the same pointer would race.
+    LOADER: Limits(timeout_s=(120, 900), memory_mb=(1024, 10240), concurrency=(1, 1),
+                   timeout_why=" (the loader extracts hundreds of MB onto EFS; Lambda allows "
+                   "at most 900 s)", policy_suffix="-loader"),
+}
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """One Lambda function as Chalice will deploy it."""
+    name: str  # Chalice's resource name, as in .chalice/deployed/<stage>.json
+    policy_file: Path
+    memory_mb: int
+    timeout_s: int
+    reserved_concurrency: int
+    subnet_ids: List[str]
+    security_group_ids: List[str]
+    environment: Dict[str, str]
+
+    @property
+    def writes_efs(self) -> bool:
+        return self.name == LOADER
 
 
 @dataclass(frozen=True)
 class StageSettings:
     project_dir: Path
     stage: str
-    subnet_ids: List[str]
-    security_group_ids: List[str]
     access_point_arn: str
     access_point_id: str
     region: str
     account: str
     partition: str
     mount_path: str
-    memory_mb: int
-    timeout_s: int
-    reserved_concurrency: int
-    environment: Dict[str, str]
+    upload_bucket: str
+    api: FunctionSettings
+    loader: FunctionSettings
 
     @property
-    def policy_file(self) -> Path:
-        return self.project_dir / ".chalice" / f"policy-{self.stage}.json"
+    def functions(self) -> Tuple[FunctionSettings, FunctionSettings]:
+        return (self.api, self.loader)
 
     @property
     def file_system_configs(self) -> List[Dict[str, str]]:
         return [{"Arn": self.access_point_arn, "LocalMountPath": self.mount_path}]
+
+    @property
+    def upload_objects_arn(self) -> str:
+        return f"arn:{self.partition}:s3:::{self.upload_bucket}/{UPLOAD_PREFIX}*"
+
+
+def policy_file_name(stage: str, function: str) -> str:
+    return f"policy-{stage}{LIMITS[function].policy_suffix}.json"
 
 
 def load_stage(project_dir: Path, stage: str) -> StageSettings:
@@ -65,23 +126,21 @@ def load_stage(project_dir: Path, stage: str) -> StageSettings:
     if stage not in stages:
         raise DeployError(f"{CONFIG}: stage {stage!r} is not defined under \"stages\" "
                           f"(defined: {', '.join(sorted(stages)) or 'none'})")
-    return _validate(project_dir, stage, config, stages[stage])
+    return _validate(project_dir, stage, config)
 
 
-def _validate(project_dir: Path, stage: str, top: Dict[str, Any],
-              own: Dict[str, Any]) -> StageSettings:
+def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettings:
     problems: List[str] = []
+    own = top["stages"][stage]
 
-    def value(key: str) -> Any:  # Chalice's lookup order: the stage, then the top level
+    def value(key: str) -> Any:  # stage-wide values: the stage, then the top level
         return own[key] if key in own else top.get(key)
 
-    def problem(key: str, message: str) -> None:
-        problems.append(f"{CONFIG} stages.{stage}.{key}: {message}")
+    def report(path: str, message: str) -> None:
+        problems.append(f"{CONFIG} {path}: {message}")
 
-    subnets = _id_list(value("subnet_ids"), SUBNET_ID, "subnet-0123456789abcdef0",
-                       lambda m: problem("subnet_ids", m))
-    groups = _id_list(value("security_group_ids"), SECURITY_GROUP_ID, "sg-0123456789abcdef0",
-                      lambda m: problem("security_group_ids", m))
+    def problem(key: str, message: str) -> None:
+        report(f"stages.{stage}.{key}", message)
 
     arn = value("efs_access_point_arn")
     match = ACCESS_POINT_ARN.match(arn) if isinstance(arn, str) else None
@@ -89,45 +148,145 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any],
         problem("efs_access_point_arn", f"must be an EFS access point ARN like arn:aws:"
                 f"elasticfilesystem:eu-west-1:123456789012:access-point/fsap-0123456789abcdef0 "
                 f"(the file system's own ARN is not accepted by Lambda); got {arn!r}")
+    bucket = value("efs_upload_bucket")
+    bucket_problem = _bucket_problem(bucket)
+    if bucket_problem:
+        problem("efs_upload_bucket", f"{bucket_problem}: name the private S3 bucket "
+                f"`python -m vendor_efs.ship` uploads to (in the function's region); got "
+                f"{bucket!r}")
+    if value("api_gateway_endpoint_type") != "REGIONAL":
+        problem("api_gateway_endpoint_type", "must be REGIONAL (an edge-optimized API adds a "
+                "CloudFront hop and cannot have its 29 s timeout raised)")
 
-    env = {**(top.get("environment_variables") or {}), **(own.get("environment_variables") or {})}
+    api_values = {key: getattr(Config(chalice_stage=stage, function_name=API,
+                                      config_from_disk=top), key) for key in SHARED}
+    api = _function(project_dir, stage, top, API, report)
+    loader = _function(project_dir, stage, top, LOADER, report, api=api_values)
+    mount = api.environment.get(ENV_EFS_ROOT) if api else None
+    if api and loader and loader.environment.get(ENV_EFS_ROOT) != mount:
+        problem(f"lambda_functions.{LOADER}.environment_variables.{ENV_EFS_ROOT}",
+                f"must be the API's mount path {mount!r}: both functions mount the same access "
+                f"point at the same place; got {loader.environment.get(ENV_EFS_ROOT)!r}")
+    if problems:
+        raise DeployError("the configuration is not ready to deploy:\n  " + "\n  ".join(problems))
+    assert match is not None and api is not None and loader is not None and mount is not None
+    return StageSettings(
+        project_dir=project_dir, stage=stage, access_point_arn=arn,
+        access_point_id=match["id"], region=match["region"], account=match["account"],
+        partition=match["partition"], mount_path=mount, upload_bucket=bucket, api=api,
+        loader=loader)
+
+
+UNSET = "unset"
+
+
+def _origin(top: Dict[str, Any], stage: str, name: str, key: str) -> str:
+    """Where Chalice finds a per-function value: its search order (chalice/config.py)."""
+    own = top["stages"][stage]
+    for where, found in ((f"stages.{stage}.lambda_functions.{name}",
+                          (own.get("lambda_functions") or {}).get(name) or {}),
+                         (f"stages.{stage}", own),
+                         (f"lambda_functions.{name}",
+                          (top.get("lambda_functions") or {}).get(name) or {}),
+                         ("", top)):
+        if isinstance(found, dict) and found.get(key) is not None:
+            return f"{where}.{key}".lstrip(".")
+    return UNSET
+
+
+# Values both functions normally inherit from the stage: a problem in one is reported once.
+SHARED = ("subnet_ids", "security_group_ids", "environment_variables")
+
+
+def _function(project_dir: Path, stage: str, top: Dict[str, Any], name: str,
+              report: Callable[[str, str], None],
+              api: Optional[Dict[str, Any]] = None) -> Optional[FunctionSettings]:
+    """The function's values as Chalice resolves them; problems name where to set them: the
+    stage for the API, stages.<stage>.lambda_functions.efs_loader for the loader."""
+    chalice = Config(chalice_stage=stage, function_name=name, config_from_disk=top,
+                     default_params={"autogen_policy": True})
+    limits = LIMITS[name]
+    found: List[str] = []
+    resolved = {key: getattr(chalice, key) for key in (
+        "subnet_ids", "security_group_ids", "environment_variables", "lambda_memory_size",
+        "lambda_timeout", "reserved_concurrency", "iam_policy_file")}
+
+    def problem(key: str, message: str) -> None:
+        found.append(key)
+        base = key.split(".")[0]
+        origin = _origin(top, stage, name, base)
+        rest = key[len(base):]
+        if name == API:
+            # where the user set it: a per-function override if there is one, else the stage
+            path = origin + rest if ".lambda_functions." in f".{origin}" \
+                else f"stages.{stage}.{key}"
+            report(path, message)
+        elif api is not None and base in SHARED and resolved[base] == api.get(base):
+            pass  # the same value as the API's, already reported there
+        else:
+            own_section = f"stages.{stage}.lambda_functions.{name}."
+            inherited = "" if origin.startswith(own_section) or origin == UNSET \
+                else f" (inherited from {origin}: give the loader its own value here)"
+            report(own_section + key, f"{message}{inherited}")
+
+    subnets = _id_list(resolved["subnet_ids"], SUBNET_ID, "subnet-0123456789abcdef0",
+                       lambda m: problem("subnet_ids", m))
+    groups = _id_list(resolved["security_group_ids"], SECURITY_GROUP_ID, "sg-0123456789abcdef0",
+                      lambda m: problem("security_group_ids", m))
+
+    env = resolved["environment_variables"]
     mount = env.get(ENV_EFS_ROOT)
     env_key = f"environment_variables.{ENV_EFS_ROOT}"
     if not isinstance(mount, str) or not MOUNT_PATH.match(mount):
         problem(env_key, f"is where Lambda mounts the access point and must be one folder "
                 f"directly under /mnt/, like /mnt/xray; got {mount!r}")
         mount = None
-    for name in (ENV_PACKAGES, ENV_MODEL):
-        inner = env.get(name)
-        if mount and inner is not None and not str(inner).startswith(mount + "/"):
-            problem(f"environment_variables.{name}", f"must lie under {ENV_EFS_ROOT} "
-                    f"({mount}/...), or torch and the model are not on the mounted EFS; "
-                    f"got {inner!r}")
-    if mount and ENV_PACKAGES not in env:
-        problem(f"environment_variables.{ENV_PACKAGES}", "is missing: torch comes from EFS "
-                f"on Lambda (e.g. {mount}/packages)")
+    if name == API:
+        for key in (ENV_PACKAGES, ENV_MODEL):
+            inner = env.get(key)
+            if mount and inner is not None and not str(inner).startswith(mount + "/"):
+                problem(f"environment_variables.{key}", f"must lie under {ENV_EFS_ROOT} "
+                        f"({mount}/...), or torch and the model are not on the mounted EFS; "
+                        f"got {inner!r}")
+        if mount and ENV_PACKAGES not in env:
+            problem(f"environment_variables.{ENV_PACKAGES}", "is missing: torch comes from "
+                    f"EFS on Lambda (e.g. {mount}/packages)")
 
-    memory = _whole(value("lambda_memory_size"), MIN_MEMORY_MB, MAX_MEMORY_MB,
+    memory = _whole(resolved["lambda_memory_size"], *limits.memory_mb,
                     lambda m: problem("lambda_memory_size", m))
-    timeout = _whole(value("lambda_timeout"), 1, MAX_TIMEOUT_S,
-                     lambda m: problem("lambda_timeout", m + " (API Gateway's limit is 29 s)"))
-    concurrency = _whole(value("reserved_concurrency"), 1, 1000,
+    timeout = _whole(resolved["lambda_timeout"], *limits.timeout_s,
+                     lambda m: problem("lambda_timeout", m + limits.timeout_why))
+    concurrency = _whole(resolved["reserved_concurrency"], *limits.concurrency,
                          lambda m: problem("reserved_concurrency", m))
-    if value("api_gateway_endpoint_type") != "REGIONAL":
-        problem("api_gateway_endpoint_type", "must be REGIONAL (an edge-optimized API adds a "
-                "CloudFront hop and cannot have its 29 s timeout raised)")
-    if value("autogen_policy") is not False or value("iam_policy_file") != f"policy-{stage}.json":
-        problem("iam_policy_file", f'must be "policy-{stage}.json" with "autogen_policy": '
-                "false: the deploy command writes that policy (Chalice's own never allows "
-                "elasticfilesystem:ClientMount)")
-    if problems:
-        raise DeployError("the configuration is not ready to deploy:\n  " + "\n  ".join(problems))
-    assert match is not None and mount is not None
-    return StageSettings(
-        project_dir=project_dir, stage=stage, subnet_ids=subnets, security_group_ids=groups,
-        access_point_arn=arn, access_point_id=match["id"], region=match["region"],
-        account=match["account"], partition=match["partition"], mount_path=mount,
-        memory_mb=memory, timeout_s=timeout, reserved_concurrency=concurrency, environment=env)
+    wanted = policy_file_name(stage, name)
+    if chalice.autogen_policy is not False or chalice.manage_iam_role is not True \
+            or resolved["iam_policy_file"] != wanted:
+        problem("iam_policy_file", f'must be "{wanted}" with "autogen_policy": false and '
+                "\"manage_iam_role\": true: the deploy command writes that policy (Chalice's "
+                "own never allows elasticfilesystem:ClientMount); got "
+                f"{resolved['iam_policy_file']!r}")
+    if found:
+        return None
+    return FunctionSettings(
+        name=name, policy_file=project_dir / ".chalice" / wanted, memory_mb=memory,
+        timeout_s=timeout, reserved_concurrency=concurrency, subnet_ids=subnets,
+        security_group_ids=groups, environment=dict(env))
+
+
+def _bucket_problem(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        return "is missing"
+    if not BUCKET_NAME.match(name):
+        return ("must be 3-63 characters of lowercase letters, digits, dots and hyphens, "
+                "starting and ending with a letter or digit")
+    if ".." in name or ".-" in name or "-." in name:
+        return "must not hold two adjacent dots, or a dot beside a hyphen"
+    if IP_ADDRESS.match(name):
+        return "must not look like an IP address"
+    if name.startswith(BUCKET_PREFIXES) or name.endswith(BUCKET_SUFFIXES):
+        return (f"must not start with {', '.join(BUCKET_PREFIXES)} or end with "
+                f"{', '.join(BUCKET_SUFFIXES)} (reserved by S3)")
+    return ""
 
 
 def _id_list(raw: Any, pattern: "re.Pattern[str]", example: str,
@@ -146,7 +305,7 @@ def _id_list(raw: Any, pattern: "re.Pattern[str]", example: str,
 
 def _whole(raw: Any, low: int, high: int, report: Callable[[str], None]) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or not low <= raw <= high:
-        report(f"must be a whole number from {low} to {high}; got {raw!r}")
+        span = f"must be {low}" if low == high else f"must be a whole number from {low} to {high}"
+        report(f"{span}; got {raw!r}")
         return 0
     return raw
-

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from deploy.efs_hook import attach
+from deploy.efs_hook import attach, attach_all, deployed_functions
 from deploy.errors import DeployError
 from deploy.policy import policy_document
 from deploy.settings import load_stage
@@ -51,7 +51,7 @@ def refused(project, aws, *expected: str, region: str = "us-east-1") -> str:
 
 def test_the_committed_placeholders_are_refused_naming_each_key(project, aws):
     refused(project, aws, "stages.dev.subnet_ids", "stages.dev.security_group_ids",
-            "stages.dev.efs_access_point_arn")
+            "stages.dev.efs_access_point_arn", "stages.dev.efs_upload_bucket")
 
 
 def test_subnets_without_security_groups_are_refused(project, aws, network):
@@ -97,6 +97,27 @@ def test_mount_targets_closed_to_nfs_are_refused(project, aws):
     refused(project, aws, "no NFS permission", "TCP 2049", closed.efs_sg, closed.lambda_sg)
 
 
+def test_an_upload_bucket_that_does_not_exist_is_refused(project, aws, network):
+    set_stage(project, "dev", **{**user_values(network),
+                                 "efs_upload_bucket": "no-such-upload-bucket"})
+    refused(project, aws, "stages.dev.efs_upload_bucket", "no-such-upload-bucket",
+            "does not exist", "us-east-1")
+
+
+def test_an_upload_bucket_in_another_region_is_refused(project, aws, network):
+    west = build_network(aws, region="us-west-2", name="westbucket")
+    set_stage(project, "dev", **{**user_values(network),
+                                 "efs_upload_bucket": west.upload_bucket})
+    refused(project, aws, "stages.dev.efs_upload_bucket", "us-west-2", "gateway endpoint")
+
+
+def test_subnets_without_a_route_to_s3_are_refused(project, aws):
+    closed = build_network(aws, cidr="10.3.0.0/16", name="nos3", s3_endpoint=False)
+    set_stage(project, "dev", **user_values(closed))
+    refused(project, aws, "stages.dev.subnet_ids", "no route to S3",
+            "com.amazonaws.us-east-1.s3", closed.vpc_id)
+
+
 # --- the hook against functions deployed some other way -----------------------------------
 
 def tiny_zip() -> bytes:
@@ -106,15 +127,18 @@ def tiny_zip() -> bytes:
     return buffer.getvalue()
 
 
-def make_function(aws, name: str, settings, vpc: dict, mount_policy: bool) -> str:
+def make_function(aws, name: str, settings, vpc: dict, mount_policy: bool = True,
+                  function=None, drop: tuple = ()) -> str:
+    """A function with the role our policy file gives `function` (the API's by default), less
+    the statements granting any action in `drop` (all EFS ones without mount_policy)."""
     iam = aws.client("iam")
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=(
         '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":'
         '{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}'))["Role"]["Arn"]
-    document = policy_document(settings)
-    if not mount_policy:
-        document["Statement"] = [s for s in document["Statement"]
-                                 if "elasticfilesystem" not in str(s["Action"])]
+    document = policy_document(settings, function or settings.api)
+    drop = drop + (() if mount_policy else ("elasticfilesystem",))
+    document["Statement"] = [s for s in document["Statement"]
+                             if not any(d in str(s["Action"]) for d in drop)]
     iam.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(document))
     return aws.client("lambda").create_function(
         FunctionName=name, Runtime="python3.11", Role=role, Handler="app.app",
@@ -124,6 +148,12 @@ def make_function(aws, name: str, settings, vpc: dict, mount_policy: bool) -> st
 def hook(aws, settings, function_arn: str) -> bool:
     return attach(aws.client("lambda"), aws.client("ec2"), aws.client("efs"), aws.client("iam"),
                   settings, function_arn)
+
+
+def hook_both(aws, settings, api_arn: str, loader_arn: str) -> list:
+    return attach_all(aws.client("lambda"), aws.client("ec2"), aws.client("efs"),
+                      aws.client("iam"), settings,
+                      {"api_handler": api_arn, "efs_loader": loader_arn})
 
 
 @pytest.fixture
@@ -154,3 +184,53 @@ def test_the_hook_attaches_once_and_then_sends_nothing(aws, settings, network):
     sent = len(aws.update_requests)
     assert hook(aws, settings, arn) is False
     assert len(aws.update_requests) == sent
+
+
+def in_vpc(network) -> dict:
+    return {"SubnetIds": network.subnet_ids, "SecurityGroupIds": [network.lambda_sg]}
+
+
+def test_the_hook_refuses_a_loader_role_that_may_not_write_naming_the_loader(aws, settings,
+                                                                           network):
+    api = make_function(aws, "ok-api", settings, vpc=in_vpc(network))
+    # the API's read-only policy given to the loader: what plain chalice deploy would do
+    loader = make_function(aws, "read-only-loader", settings, vpc=in_vpc(network),
+                           function=settings.api)
+    sent = len(aws.update_requests)
+    with pytest.raises(DeployError) as caught:
+        hook_both(aws, settings, api, loader)
+    message = str(caught.value)
+    assert "efs_loader (read-only-loader)" in message and "ClientWrite" in message
+    assert "ClientMount and" not in message  # it may mount, only not write
+    assert "policy-dev-loader.json" in message
+    assert len(aws.update_requests) == sent  # the API was checked fine, but nothing was sent
+
+
+def test_the_hook_refuses_a_loader_role_that_may_not_read_the_uploads(aws, settings, network):
+    api = make_function(aws, "ok-api-2", settings, vpc=in_vpc(network))
+    loader = make_function(aws, "no-s3-loader", settings, vpc=in_vpc(network),
+                           function=settings.loader, drop=("s3:",))
+    with pytest.raises(DeployError, match=r"missing S3 permission: role no-s3-loader of "
+                       r"efs_loader \(no-s3-loader\).*s3:GetObject on s3://xray-efs-upload-"):
+        hook_both(aws, settings, api, loader)
+
+
+def test_the_hook_attaches_both_once_and_then_sends_nothing(aws, settings, network):
+    api = make_function(aws, "both-api", settings, vpc=in_vpc(network))
+    loader = make_function(aws, "both-loader", settings, vpc=in_vpc(network),
+                           function=settings.loader)
+    sent = len(aws.update_requests)
+    assert hook_both(aws, settings, api, loader) == ["api_handler", "efs_loader"]
+    assert [r["function"] for r in aws.update_requests[sent:]] == [api, loader]
+    assert hook_both(aws, settings, api, loader) == []
+    assert len(aws.update_requests) == sent + 2
+
+
+def test_a_deployed_record_without_the_loader_is_refused_naming_it(project, settings):
+    record = project / ".chalice" / "deployed" / "dev.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"resources": [
+        {"name": "api_handler", "resource_type": "lambda_function",
+         "lambda_arn": "arn:aws:lambda:us-east-1:123456789012:function:chest-xray-dev"}]}))
+    with pytest.raises(DeployError, match="lists no lambda_function 'efs_loader'"):
+        deployed_functions(project, "dev", settings)

@@ -104,27 +104,77 @@ def translate(template: dict) -> dict:
     return transform(template, {}, NoManagedPolicies())
 
 
+def role_statements(resources: dict, role: str) -> list:
+    return [s for policy in resources[role]["Properties"]["Policies"]
+            for s in policy["PolicyDocument"]["Statement"]]
+
+
+def efs_statements(statements: list) -> list:
+    return [s for s in statements if "elasticfilesystem" in json.dumps(s["Action"])]
+
+
+FUNCTIONS = ("APIHandler", "EfsLoader")  # Chalice's logical ids for api_handler, efs_loader
+
+
 def test_the_template_mounts_efs_inside_the_vpc_with_a_read_only_mount_permission(package_dir):
     resources = sam_template(package_dir)["Resources"]
     function = resources["APIHandler"]["Properties"]
     arn = USER_VALUES["efs_access_point_arn"]
+    assert function["Handler"] == "app.app"
     assert function["FileSystemConfigs"] == [{"Arn": arn, "LocalMountPath": "/mnt/xray"}]
     assert function["VpcConfig"] == {"SubnetIds": USER_VALUES["subnet_ids"],
                                      "SecurityGroupIds": USER_VALUES["security_group_ids"]}
     assert function["Timeout"] <= 28 and function["MemorySize"] >= 2048
-    assert function["ReservedConcurrentExecutions"] >= 1
+    assert function["ReservedConcurrentExecutions"] >= 2  # not the loader's 1
     assert function["Environment"]["Variables"]["XRAY_EFS_ROOT"] == "/mnt/xray"
-    statements = [s for policy in resources["ApiHandlerRole"]["Properties"]["Policies"]
-                  for s in policy["PolicyDocument"]["Statement"]]
-    efs = [s for s in statements if "elasticfilesystem" in json.dumps(s["Action"])]
-    assert efs == [{
+    assert function["Role"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
+    statements = role_statements(resources, "ApiHandlerRole")
+    assert efs_statements(statements) == [{
         "Sid": "EfsReadOnlyMountThroughAccessPoint", "Effect": "Allow",
         "Action": "elasticfilesystem:ClientMount",
         "Resource": "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*",
         "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": arn}}}]
+    assert "s3:" not in json.dumps(statements)
     api = resources["RestAPI"]["Properties"]
     assert api["EndpointConfiguration"] == "REGIONAL"
     assert "application/dicom" in api["DefinitionBody"]["x-amazon-apigateway-binary-media-types"]
+
+
+def test_the_template_mounts_efs_on_the_loader_with_its_own_role_and_size(package_dir):
+    resources = sam_template(package_dir)["Resources"]
+    loader = resources["EfsLoader"]["Properties"]
+    arn = USER_VALUES["efs_access_point_arn"]
+    assert resources["EfsLoader"]["Type"] == "AWS::Serverless::Function"
+    assert loader["Handler"] == "app.efs_loader"
+    assert loader["FileSystemConfigs"] == [{"Arn": arn, "LocalMountPath": "/mnt/xray"}]
+    assert loader["VpcConfig"] == {"SubnetIds": USER_VALUES["subnet_ids"],
+                                   "SecurityGroupIds": USER_VALUES["security_group_ids"]}
+    assert (loader["Timeout"], loader["MemorySize"], loader["ReservedConcurrentExecutions"]) == (
+        900, 2048, 1)
+    assert loader["Environment"]["Variables"]["XRAY_EFS_ROOT"] == "/mnt/xray"
+    assert loader["Role"] == {"Fn::GetAtt": ["EfsLoaderRole", "Arn"]}
+    statements = role_statements(resources, "EfsLoaderRole")
+    assert [s["Sid"] for s in statements] == ["Logs", "VpcNetworkInterfaces",
+                                              "EfsReadWriteMountThroughAccessPoint",
+                                              "ReadUploadedArchives"]
+    assert efs_statements(statements) == [{
+        "Sid": "EfsReadWriteMountThroughAccessPoint", "Effect": "Allow",
+        "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+        "Resource": "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*",
+        "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": arn}}}]
+    assert statements[-1] == {
+        "Sid": "ReadUploadedArchives", "Effect": "Allow", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{USER_VALUES['efs_upload_bucket']}/efs-upload/*"}
+
+
+def test_the_merge_template_covers_both_functions_and_nothing_else(package_dir):
+    merge = json.loads((package_dir / "efs-merge-template.json").read_text())
+    assert sorted(merge["Resources"]) == sorted(FUNCTIONS)
+    for name in FUNCTIONS:
+        assert sorted(merge["Resources"][name]["Properties"]) == ["FileSystemConfigs",
+                                                                  "VpcConfig"]
+    types = {k: v["Type"] for k, v in sam_template(package_dir)["Resources"].items()}
+    assert sum(t == "AWS::Serverless::Function" for t in types.values()) == 2
 
 
 def test_the_sam_template_passes_cfn_lint(package_dir):
@@ -135,20 +185,23 @@ def test_the_sam_template_passes_cfn_lint(package_dir):
 def test_the_translated_template_passes_cfn_lint(package_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # the translator fills AWS::Region
     plain = translate(sam_template(package_dir))
-    function = plain["Resources"]["APIHandler"]
-    assert function["Type"] == "AWS::Lambda::Function"
-    assert function["Properties"]["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/xray"
-    assert "VpcConfig" in function["Properties"]
+    for name in FUNCTIONS:
+        function = plain["Resources"][name]
+        assert function["Type"] == "AWS::Lambda::Function"
+        assert function["Properties"]["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/xray"
+        assert "VpcConfig" in function["Properties"]
+    assert plain["Resources"]["EfsLoader"]["Properties"]["Timeout"] == 900
     (tmp_path / "cfn.json").write_text(json.dumps(plain))
     linted = cfn_lint(tmp_path / "cfn.json")
     assert linted.returncode == 0, linted.stdout + linted.stderr
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_a_mount_path_outside_mnt_is_caught_by_lint_after_translation(package_dir, tmp_path,
-                                                                       monkeypatch):
+                                                                       monkeypatch, name):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     broken = sam_template(package_dir)
-    broken["Resources"]["APIHandler"]["Properties"]["FileSystemConfigs"][0][
+    broken["Resources"][name]["Properties"]["FileSystemConfigs"][0][
         "LocalMountPath"] = "/efs/xray"
     (tmp_path / "cfn.json").write_text(json.dumps(translate(broken)))
     linted = cfn_lint(tmp_path / "cfn.json")
@@ -165,3 +218,20 @@ def test_a_mount_path_outside_mnt_is_caught_by_lint_after_translation(package_di
 ])
 def test_the_wheel_tag_rule_tells_lambda_ready_from_host_built(tag, fits):
     assert lambda_compatible(tag) is fits
+
+
+def test_a_merge_into_a_logical_id_chalice_did_not_make_is_refused(package_dir, tmp_path):
+    from deploy.errors import DeployError
+    from deploy.package import check_merged
+    from deploy.settings import load_stage
+
+    settings = load_stage(package_dir.parent / "project", "prod")
+    template = sam_template(package_dir)
+    check_merged(settings, template)  # the real output passes
+    renamed = copy.deepcopy(template)
+    renamed["Resources"]["EfsLoader2"] = renamed["Resources"].pop("EfsLoader")
+    renamed["Resources"]["EfsLoader"] = {"Properties": renamed["Resources"]["EfsLoader2"][
+        "Properties"]}  # what a merge into a missing id leaves: no Type
+    with pytest.raises(DeployError, match="no AWS::Serverless::Function EfsLoader for "
+                                          "efs_loader"):
+        check_merged(settings, renamed)

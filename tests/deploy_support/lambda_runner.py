@@ -35,13 +35,14 @@ def main() -> None:
     sys.path.insert(0, task_root)  # Lambda puts LAMBDA_TASK_ROOT first
     events = json.load(sys.stdin)
     import app  # the handler module named by "Handler": "app.app"
-    answers = []
+    answers, torch_imported = [], []
     for number, event in enumerate(events):
         answers.append(app.app(event, Context(f"request-{number}")))
+        torch_imported.append("torch" in sys.modules)  # after each event: who needed torch?
     torch = sys.modules.get("torch")
     files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}
     with open(answers_file, "w", encoding="utf-8") as out:
-        json.dump({"answers": answers, "sys_path": sys.path,
+        json.dump({"answers": answers, "sys_path": sys.path, "torch_imported": torch_imported,
                    "torch_file": getattr(torch, "__file__", None),
                    "module_files": sorted(f for f in files if f and f.startswith("/"))}, out)
 

@@ -3,6 +3,7 @@ would have created before deploying."""
 import contextlib
 import logging
 import socket
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List
 
@@ -48,6 +49,9 @@ def local_aws() -> Iterator[LocalAws]:
     with moto_shim(aws.update_requests):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
+        # moto's backends live in this process and outlive a server: start from an empty account
+        urllib.request.urlopen(urllib.request.Request(f"{aws.endpoint}/moto-api/reset",
+                                                      method="POST"), timeout=30).close()
         try:
             yield aws
         finally:
@@ -63,13 +67,16 @@ class UserNetwork:
     efs_sg: str
     file_system_id: str
     access_point_arn: str
+    upload_bucket: str
 
 
 def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = True,
-                  region: str = REGION, name: str = "xray") -> UserNetwork:
+                  region: str = REGION, name: str = "xray",
+                  s3_endpoint: bool = True) -> UserNetwork:
     """VPC, two subnets in two zones, a security group for the function, one for the mount
     targets letting NFS in from it, an EFS file system with a mount target per subnet and an
-    access point rooted at /xray — the docs' 'create first' list."""
+    access point rooted at /xray, a private upload bucket and an S3 gateway endpoint on the
+    VPC's main route table — the docs' 'create first' list."""
     ec2, efs = aws.client("ec2", region), aws.client("efs", region)
     vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
     prefix = cidr.split(".")[:2]
@@ -93,4 +100,17 @@ def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = Tru
         FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000},
         RootDirectory={"Path": "/xray", "CreationInfo": {
             "OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "755"}})["AccessPointArn"]
-    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point)
+    s3 = aws.client("s3", region)
+    bucket = f"{name}-efs-upload-{vpc.split('-')[1]}"
+    s3.create_bucket(Bucket=bucket, **({} if region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": region}}))
+    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True})
+    if s3_endpoint:
+        (main,) = ec2.describe_route_tables(Filters=[
+            {"Name": "vpc-id", "Values": [vpc]},
+            {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
+        ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.s3",
+                                VpcEndpointType="Gateway", RouteTableIds=[main["RouteTableId"]])
+    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point, bucket)

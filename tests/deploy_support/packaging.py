@@ -19,6 +19,7 @@ USER_VALUES = {
     "security_group_ids": ["sg-0c1d2e3f405162738"],
     "efs_access_point_arn":
         "arn:aws:elasticfilesystem:eu-west-1:123456789012:access-point/fsap-0d1e2f30415263748",
+    "efs_upload_bucket": "chest-xray-efs-upload-eu-west-1",
 }
 
 

@@ -29,7 +29,8 @@ def copy_project(dest: Path) -> Path:
 
 def user_values(network: UserNetwork) -> Dict[str, Any]:
     return {"subnet_ids": network.subnet_ids, "security_group_ids": [network.lambda_sg],
-            "efs_access_point_arn": network.access_point_arn}
+            "efs_access_point_arn": network.access_point_arn,
+            "efs_upload_bucket": network.upload_bucket}
 
 
 def set_stage(project: Path, stage: str, **values: Any) -> None:
