@@ -33,7 +33,7 @@ def get_settings() -> Settings:
 def get_model():
     from chalicelib.model import LazyModel
     settings = get_settings()
-    return LazyModel(settings.model_path, settings.packages_path)
+    return LazyModel(settings.model_path, settings.packages_path, settings.backend)
 
 
 @lru_cache(maxsize=1)

@@ -22,6 +22,8 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from chalicelib.backends import sigmoid
+
 OVERLAY_OPACITY = 0.6  # at the hottest point; cold regions show the radiograph untouched
 
 
@@ -67,7 +69,8 @@ def explain(network: Any, torch: Any, batch: np.ndarray,
     activations = activations.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = head(activations)
-        probabilities = torch.sigmoid(logits)[0].tolist()
+        # the same sigmoid as plain inference (chalicelib.backends), to the last bit
+        probabilities = sigmoid(logits.detach().numpy())[0].tolist()
         forward_ms = (time.perf_counter() - started) * 1000
         index = choose(probabilities)
         (gradients,) = torch.autograd.grad(logits[0, index], activations)

@@ -14,6 +14,10 @@ PACKAGES_PATH = "XRAY_PACKAGES_PATH"    # torch & co. on EFS; unset = this inter
 MAX_UPLOAD_BYTES = "XRAY_MAX_UPLOAD_BYTES"
 MAX_PIXELS = "XRAY_MAX_PIXELS"
 MIN_SIDE = "XRAY_MIN_SIDE"
+# What runs the network: auto (onnxruntime when the model has an ONNX graph and onnxruntime is
+# installed, else torch), onnxruntime, or torch.
+BACKEND = "XRAY_BACKEND"
+BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
 # Origins (scheme://host[:port], comma-separated) whose web pages may call the API from the
 # browser. Empty (the default) = same-origin only; "*" = any origin, an explicit opt-in only.
 CORS_ORIGINS = "XRAY_CORS_ORIGINS"
@@ -40,6 +44,7 @@ class Settings:
     max_pixels: int
     min_side: int
     cors_origins: Tuple[str, ...] = ()
+    backend: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -53,7 +58,15 @@ class Settings:
             max_pixels=_positive_int(env, MAX_PIXELS, DEFAULT_MAX_PIXELS),
             min_side=_positive_int(env, MIN_SIDE, DEFAULT_MIN_SIDE),
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
+            backend=_choice(env, BACKEND, BACKEND_CHOICES),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: Tuple[str, ...]) -> str:
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "chest-xray-model/1"
@@ -68,6 +68,10 @@ class Manifest:
     def sha256(self) -> str:
         return self.raw["weights"]["sha256"]
 
+    @property
+    def onnx(self) -> Optional[Dict[str, Any]]:
+        return self.raw.get("onnx")
+
     def identity(self) -> Dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256,
                 "trained": self.trained}
@@ -113,11 +117,13 @@ def _validate(raw: Any, path: Path) -> None:
          '"weights.format" must be "safetensors" (pickled weights are never loaded)')
     need(isinstance(weights.get("file"), str) and "/" not in weights["file"],
          '"weights.file" must be a file name in the model folder')
-    sha = weights.get("sha256")
-    need(isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
-         '"weights.sha256" must be 64 lowercase hex digits')
+    need(_is_sha256(weights.get("sha256")), '"weights.sha256" must be 64 lowercase hex digits')
     need(isinstance(raw["architecture"], dict) and "name" in raw["architecture"],
          '"architecture.name" is missing')
+    onnx = raw.get("onnx")  # optional: the graph for the onnxruntime backend
+    need(onnx is None or (isinstance(onnx, dict) and isinstance(onnx.get("file"), str)
+                          and "/" not in onnx["file"] and _is_sha256(onnx.get("sha256"))),
+         '"onnx" needs a "file" in the model folder and its "sha256"')
     model_input = raw["input"]
     need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
          and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
@@ -127,11 +133,17 @@ def _validate(raw: Any, path: Path) -> None:
          '"preprocessing" needs a "recipe" name')
 
 
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(
+        c in "0123456789abcdef" for c in value)
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes) -> Path:
+def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes,
+                onnx_graph: Optional[bytes] = None) -> Path:
     """Writes one model version (for the tools that fill a store, never for serving). The
     folder is assembled under a temporary name and renamed into place, so a reader sees either
     no version or a complete one."""
@@ -139,9 +151,13 @@ def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes) -> 
     manifest = {**manifest, "format": MANIFEST_FORMAT}
     manifest["weights"] = {**manifest["weights"], "format": "safetensors",
                            "sha256": sha256_hex(weights)}
+    if onnx_graph is not None:
+        manifest["onnx"] = {**manifest["onnx"], "sha256": sha256_hex(onnx_graph)}
     staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
     staging.mkdir(parents=True)
     (staging / manifest["weights"]["file"]).write_bytes(weights)
+    if onnx_graph is not None:
+        (staging / manifest["onnx"]["file"]).write_bytes(onnx_graph)
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     _validate(manifest, staging / MANIFEST_NAME)
     os.rename(staging, target)

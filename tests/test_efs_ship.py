@@ -13,6 +13,7 @@ from moto import mock_aws
 from chalicelib.efs_loader import LISTING
 from chalicelib.model import LazyModel
 from chalicelib.runtime import import_torch
+from vendor_efs.demo_model import NAME, VERSION
 from vendor_efs.ship import ship
 
 BUCKET = "chest-xray-efs-upload"
@@ -61,11 +62,11 @@ def fake_runtime(tmp_path):
 
 def test_a_model_version_is_shipped_verified_and_served(s3, efs, demo_store):
     lines = []
-    version = demo_store / "models" / "densenet121-xrv-untrained-demo" / "1"
+    version = demo_store / "models" / NAME / VERSION
     report = ship("model", version, BUCKET, True, loader_for(efs, s3), s3, lines.append)
     assert report["verified"] and report["installed"] and report["current"]
-    assert report["target"] == "models/densenet121-xrv-untrained-demo/1"
-    assert any("archived 2/2 files" in line for line in lines)
+    assert report["target"] == f"models/{NAME}/{VERSION}"
+    assert any("archived 3/3 files" in line for line in lines)  # manifest, weights, graph
     assert any("uploaded 100%" in line for line in lines)
     classifier = LazyModel(efs / "models" / "current", None).get()
     assert classifier.manifest.sha256 == json.loads((version / "manifest.json").read_text())[
@@ -89,7 +90,7 @@ def test_a_runtime_tree_is_shipped_and_the_packages_pointer_switched(s3, efs, tm
 
 
 def test_a_corrupted_upload_is_refused_and_nothing_changes(s3, efs, demo_store):
-    version = demo_store / "models" / "densenet121-xrv-untrained-demo" / "1"
+    version = demo_store / "models" / NAME / VERSION
     honest = loader_for(efs, s3)
 
     def tampering(payload):

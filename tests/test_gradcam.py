@@ -29,7 +29,7 @@ def png_of(data_url: str):
 @pytest.fixture(scope="module")
 def classifier(demo_store):
     from chalicelib.model import load_classifier
-    return load_classifier(demo_store / "models" / "current", None)
+    return load_classifier(demo_store / "models" / "current", None, backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_the_trunk_head_split_is_the_network_for_every_architecture():
 
 
 def test_the_heatmap_is_the_models_own_grad_cam(classifier, batch):
-    network = classifier._network
+    network = classifier.torch_backend().network
     for index in (10, 7):  # Cardiomegaly, Effusion
         ours = gradcam.explain(network, torch, batch, lambda probabilities: index)
         assert ours.target_layer == "features.norm5" and ours.cam.shape == (7, 7)
@@ -95,7 +95,7 @@ def test_a_resnet_gets_its_grad_cam_at_layer4():
 
 def test_the_probabilities_are_those_of_plain_inference(classifier, batch):
     plain = classifier.inference(batch)
-    explained = gradcam.explain(classifier._network, torch, batch, lambda p: 0).probabilities
+    explained = gradcam.explain(classifier.torch_backend().network, torch, batch, lambda p: 0).probabilities
     assert explained == plain
 
 
@@ -184,18 +184,25 @@ def test_the_lambda_entry_passes_the_query_parameter(demo_store):
     assert json.loads(response["body"])["heatmap"]["label"] == "Effusion"
 
 
-def test_a_plain_request_does_no_gradient_work(client, monkeypatch):
+@pytest.fixture(scope="module")
+def torch_client(demo_store):
+    with serving(demo_store, XRAY_BACKEND="torch") as c:
+        yield c
+
+
+def test_a_plain_request_does_no_gradient_work(torch_client, monkeypatch):
     """Without ?heatmap no autograd call is made and the forward pass records no graph."""
     def forbidden(*args, **kwargs):
         raise AssertionError("gradient work on a plain request")
     monkeypatch.setattr(torch.autograd, "grad", forbidden)
     monkeypatch.setattr(torch.Tensor, "backward", forbidden)
     seen = []
+    client = torch_client  # the torch backend: the one whose forward could record a graph
     network = json.loads(client.http.post(  # make sure the model is loaded, then hook it
         "/xray", headers={"Content-Type": "image/png"}, body=PNG_NOFINDING.read_bytes()).body)
     assert "heatmap" not in network
     import app as app_module
-    net = app_module.get_model().get()._network
+    net = app_module.get_model().get().torch_backend().network
     handle = net.register_forward_hook(
         lambda module, inputs, output: seen.append((torch.is_grad_enabled(), output.requires_grad)))
     try:

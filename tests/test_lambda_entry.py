@@ -1,30 +1,11 @@
 """The real Lambda entry point, app(event, context), with API Gateway REST proxy events whose
 binary body is base64-encoded, as API Gateway sends it for the app's binary_types."""
-import base64
 import json
 
 import pytest
 
 from tests.conftest import ALL_FIXTURES, CONTENT_TYPE, PNG_CARDIOMEGALY, fixture_id, serving
-
-
-def proxy_event(method: str, path: str, body: bytes = b"", content_type: str = "") -> dict:
-    """An API Gateway (REST, Lambda proxy) event as recorded for a curl upload."""
-    headers = {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "User-Agent": "curl/8.5.0",
-               "Accept": "*/*", "X-Forwarded-Proto": "https"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    return {
-        "resource": path, "path": path, "httpMethod": method,
-        "headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": None, "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/api{path}",
-                           "stage": "api", "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
-                           "identity": {"sourceIp": "203.0.113.7"}},
-        "body": base64.b64encode(body).decode("ascii") if body else None,
-        "isBase64Encoded": bool(body),
-    }
+from tests.deploy_support.events import proxy_event
 
 
 class LambdaContext:

@@ -16,6 +16,7 @@ from chalicelib.model import LazyModel, load_classifier
 from chalicelib.runtime import import_torch
 from chalicelib.store import ManifestError, read_manifest
 from tests.conftest import PNG_CARDIOMEGALY, REPO, serving
+from vendor_efs.demo_model import VERSION
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def post_png(client):
 
 def test_the_pointer_is_resolved_once_so_the_loaded_version_is_pinned(store_copy):
     manifest = read_manifest(current_dir(store_copy))
-    assert manifest.directory.name == "1" and manifest.directory.parent.name == manifest.name
+    assert manifest.directory.name == VERSION and manifest.directory.parent.name == manifest.name
 
 
 def test_corrupted_weights_give_503_and_health_says_live_not_ready_then_recover(store_copy):
@@ -129,6 +130,8 @@ def test_loading_never_calls_pickle_or_torch_load(demo_store, monkeypatch):
 
 
 class FakeClassifier:
+    backend = "fake"
+
     class manifest:
         @staticmethod
         def identity():
@@ -142,7 +145,7 @@ def test_concurrent_first_requests_load_once():
     calls = []
     sentinel = FakeClassifier()
 
-    def slow_loader(path, packages):
+    def slow_loader(path, packages, backend):
         calls.append(threading.get_ident())
         time.sleep(0.3)
         return sentinel
@@ -174,7 +177,7 @@ def test_the_real_model_under_concurrent_first_requests(store_copy):
 def test_a_failed_load_is_retried_by_the_next_request():
     attempts = []
 
-    def flaky_loader(path, packages):
+    def flaky_loader(path, packages, backend):
         attempts.append(1)
         if len(attempts) == 1:
             raise OSError("EFS not mounted yet")

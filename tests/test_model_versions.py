@@ -6,7 +6,10 @@ import pytest
 
 from chalicelib.model import LazyModel
 from chalicelib.store import read_manifest, sha256_hex
+from vendor_efs.demo_model import NAME, VERSION as OLD
 from vendor_efs.models import main as models_cli
+
+NEW = "9"
 
 
 @pytest.fixture
@@ -15,14 +18,14 @@ def two_versions(demo_store, tmp_path):
     import json
     models = tmp_path / "models"
     shutil.copytree(demo_store / "models", models, symlinks=True)
-    v1 = models / "densenet121-xrv-untrained-demo" / "1"
-    v2 = v1.with_name("2")
+    v1 = models / NAME / OLD
+    v2 = v1.with_name(NEW)
     shutil.copytree(v1, v2)
     weights = bytearray((v2 / "model.safetensors").read_bytes())
     weights[-4:] = b"\0\0\0\0"  # a different (still valid) last float
     (v2 / "model.safetensors").write_bytes(bytes(weights))
     manifest = json.loads((v2 / "manifest.json").read_text())
-    manifest["version"] = "2"
+    manifest["version"] = NEW
     manifest["weights"]["sha256"] = sha256_hex(bytes(weights))
     (v2 / "manifest.json").write_text(json.dumps(manifest))
     return models
@@ -32,11 +35,11 @@ def test_list_and_use(two_versions, capsys):
     models_cli(["list", "--store", str(two_versions)])
     listed = capsys.readouterr().out.splitlines()
     assert [line[0] for line in listed] == ["*", " "] and "UNTRAINED" in listed[0]
-    models_cli(["use", "densenet121-xrv-untrained-demo/2", "--store", str(two_versions)])
-    assert read_manifest(two_versions / "current").version == "2"
+    models_cli(["use", f"{NAME}/{NEW}", "--store", str(two_versions)])
+    assert read_manifest(two_versions / "current").version == NEW
     with pytest.raises(SystemExit, match="not switched"):
-        models_cli(["use", "densenet121-xrv-untrained-demo/9", "--store", str(two_versions)])
-    assert read_manifest(two_versions / "current").version == "2"
+        models_cli(["use", f"{NAME}/404", "--store", str(two_versions)])
+    assert read_manifest(two_versions / "current").version == NEW
 
 
 def test_readers_never_see_a_half_switched_model(two_versions):
@@ -44,8 +47,8 @@ def test_readers_never_see_a_half_switched_model(two_versions):
 
     def switcher():
         while not stop.is_set():
-            for version in ("1", "2"):
-                models_cli(["use", f"densenet121-xrv-untrained-demo/{version}",
+            for version in (OLD, NEW):
+                models_cli(["use", f"{NAME}/{version}",
                             "--store", str(two_versions)])
 
     def reader():
@@ -62,12 +65,12 @@ def test_readers_never_see_a_half_switched_model(two_versions):
     finally:
         stop.set()
         thread.join()
-    assert not failures and set(reads) == {"1", "2"}
+    assert not failures and set(reads) == {OLD, NEW}
 
 
 def test_a_warm_model_keeps_its_version_and_a_new_container_gets_the_new_one(two_versions):
     warm = LazyModel(two_versions / "current", None)
-    assert warm.get().manifest.version == "1"
-    models_cli(["use", "densenet121-xrv-untrained-demo/2", "--store", str(two_versions)])
-    assert warm.get().manifest.version == "1"
-    assert LazyModel(two_versions / "current", None).get().manifest.version == "2"
+    assert warm.get().manifest.version == OLD
+    models_cli(["use", f"{NAME}/{NEW}", "--store", str(two_versions)])
+    assert warm.get().manifest.version == OLD
+    assert LazyModel(two_versions / "current", None).get().manifest.version == NEW

@@ -62,7 +62,7 @@ def test_a_torchxrayvision_state_dict_loads_key_for_key():
 def both_models(demo_store):
     ours = load_classifier(demo_store / "models" / "current", None)
     theirs = xrv.models.DenseNet(weights=None)
-    theirs.load_state_dict(ours._network.state_dict(), strict=True)
+    theirs.load_state_dict(ours.torch_backend().network.state_dict(), strict=True)
     return ours, theirs.eval()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from chalicelib.settings import LOCAL_EFS_ROOT
 from chalicelib.store import ManifestError, point_current, read_manifest, write_model
 
-NAME, VERSION, SEED = "densenet121-xrv-untrained-demo", "1", 0
+NAME, VERSION, SEED = "densenet121-xrv-untrained-demo", "2", 0  # 2: with its ONNX graph
 # torchxrayvision's 18 pathologies, in its output order.
 XRV_LABELS = [
     "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema",
@@ -48,9 +48,9 @@ def demo_manifest() -> dict:
     }
 
 
-def demo_weights() -> bytes:
+def demo_network() -> "torch.nn.Module":
+    """The seeded, untrained DenseNet-121 (torchxrayvision layout), in eval mode."""
     import torch
-    from safetensors.torch import save
 
     from chalicelib.densenet import DenseNet
 
@@ -69,8 +69,19 @@ def demo_weights() -> bytes:
         for _ in range(4):
             noise = torch.rand(8, 1, 14, 14) * 2048 - 1024
             network(torch.nn.functional.interpolate(noise, size=224, mode="bilinear"))
-    network.eval()
-    return save({k: v.contiguous() for k, v in network.state_dict().items()})
+    return network.eval()
+
+
+def demo_files() -> tuple:
+    """(manifest, safetensors weights, ONNX graph checked against torch)."""
+    from safetensors.torch import save
+
+    from vendor_efs.onnx_export import checked_graph
+
+    network = demo_network()
+    weights = save({k: v.contiguous() for k, v in network.state_dict().items()})
+    graph, onnx_entry = checked_graph(network, XRV_INPUT["channels"], XRV_INPUT["size"], weights)
+    return {**demo_manifest(), "onnx": onnx_entry}, weights, graph
 
 
 def install_demo(models_root: Path) -> Path:
@@ -78,7 +89,7 @@ def install_demo(models_root: Path) -> Path:
     try:
         read_manifest(target)
     except ManifestError:
-        target = write_model(models_root, demo_manifest(), demo_weights())
+        target = write_model(models_root, *demo_files())
     point_current(models_root, target)
     return target
 

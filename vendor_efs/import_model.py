@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from chalicelib.settings import LOCAL_EFS_ROOT
 from chalicelib.store import point_current, write_model
 from vendor_efs.demo_model import XRV_LABELS, XRV_PREPROCESSING
+from vendor_efs.onnx_export import checked_graph
 
 NIH14_LABELS = [
     "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
@@ -228,7 +229,8 @@ def write(args: argparse.Namespace, architecture: str, network: Any, shape: Dict
                        "imported_with": "vendor_efs/import_model.py"},
     }
     weights = save({k: v.contiguous() for k, v in network.state_dict().items()})
-    target = write_model(args.store, manifest, weights)
+    graph, manifest["onnx"] = checked_graph(network, shape["in_channels"], shape["size"], weights)
+    target = write_model(args.store, manifest, weights, graph)
     if args.use:
         point_current(args.store, target)
     return target

@@ -105,7 +105,13 @@ def lambda_invoker(stage: str, function: Optional[str]) -> Invoker:
         if not arns:
             raise SystemExit(f"no {LOADER_NAME} function in {deployed}: redeploy the app")
         function = arns[0]
-    client = boto3.client("lambda")
+    from botocore.config import Config
+
+    # The loader may run for up to its 900 s timeout; botocore's default 60 s read timeout
+    # would give up and retry an invoke that is still installing (and is throttled: the
+    # loader's reserved concurrency is 1).
+    client = boto3.client("lambda", config=Config(read_timeout=960,
+                                                  retries={"total_max_attempts": 1}))
 
     def invoke(payload: Dict[str, Any]) -> Dict[str, Any]:
         answer = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
@@ -116,18 +122,29 @@ def lambda_invoker(stage: str, function: Optional[str]) -> Invoker:
     return invoke
 
 
+def stage_bucket(stage: str) -> str:
+    config = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
+    bucket = config.get("stages", {}).get(stage, {}).get("efs_upload_bucket")
+    if not bucket or bucket.startswith("REPLACE"):
+        raise SystemExit(f"no --bucket, and stages.{stage}.efs_upload_bucket in "
+                         f".chalice/config.json is not set")
+    return bucket
+
+
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=["runtime", "model"])
     parser.add_argument("tree", type=Path, help="a runtime tree, or one model version folder")
-    parser.add_argument("--bucket", required=True, help="an S3 bucket the loader may read")
+    parser.add_argument("--bucket", help="the S3 bucket the loader may read (default: the "
+                                         "stage's efs_upload_bucket in .chalice/config.json)")
     parser.add_argument("--stage", default="dev")
     parser.add_argument("--function", help="the loader's name or ARN (default: from "
                                            ".chalice/deployed/STAGE.json)")
     parser.add_argument("--use", action="store_true", help="switch the pointer to it")
     args = parser.parse_args(argv)
+    bucket = args.bucket or stage_bucket(args.stage)
     import boto3
-    report = ship(args.kind, args.tree, args.bucket, args.use,
+    report = ship(args.kind, args.tree, bucket, args.use,
                   lambda_invoker(args.stage, args.function), boto3.client("s3"),
                   progress=lambda line: print(line, file=sys.stderr))
     print(json.dumps(report, indent=1))

@@ -1,0 +1,155 @@
+"""`python -m benchmarks warm`: our serving path against the naive one, at 1 and 2 CPUs, each
+measured in fresh processes (benchmarks/warm_worker.py): cold start split into import, model
+load and first answer; warm handler latency for PNG, JPEG and DICOM through the real Lambda
+handler; the bare forward; peak RSS; and how far each forward is from this CPU's floor
+(DenseNet-121's FLOPs over the sustained fp32 matmul rate). Writes warm.json and warm.png."""
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO.parent / "shared" / "fixtures" / "cxr"
+WORK = REPO / "build" / "benchmarks" / "warm-work"
+CPU_COUNTS = (1, 2)
+
+
+def add_arguments(parser) -> None:
+    group = parser.add_argument_group("warm")
+    group.add_argument("--reps", type=int, default=30, help="warm repetitions (default 30)")
+
+
+def prepare() -> None:
+    from PIL import Image
+
+    from vendor_efs.demo_model import install_demo
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    version = install_demo(WORK / "efs" / "models")
+    for name in ("nih_00000001_000_cardiomegaly.png",
+                 "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm"):
+        shutil.copy(FIXTURES / name, WORK / name)
+    out = io.BytesIO()
+    Image.open(FIXTURES / "nih_00000001_000_cardiomegaly.png").convert("L").save(
+        out, "JPEG", quality=95)
+    (WORK / "chest.jpg").write_bytes(out.getvalue())
+    import torch
+    from safetensors.torch import load_file
+    state = load_file(version / "model.safetensors")
+    torch.save(state, WORK / "naive_state_dict.pt")  # what the article's torch.load reads
+
+
+def densenet_gflop() -> float:
+    """Multiply-adds of every conv and linear layer at 224x224, times two."""
+    import torch
+
+    from chalicelib.densenet import DenseNet
+    network, macs = DenseNet(num_classes=18).eval(), [0]
+
+    def count(module, inputs, output):
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs[0] += output.numel() * module.in_channels // module.groups * kh * kw
+        elif isinstance(module, torch.nn.Linear):
+            macs[0] += module.in_features * module.out_features
+    for module in network.modules():
+        module.register_forward_hook(count)
+    with torch.no_grad():
+        network(torch.zeros(1, 1, 224, 224))
+    return 2 * macs[0] / 1e9
+
+
+def worker(mode: str, cpus: int, reps: int) -> dict:
+    chosen = sorted(os.sched_getaffinity(0))[:cpus]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.warm_worker", mode, str(WORK), str(reps)],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+        preexec_fn=lambda: os.sched_setaffinity(0, chosen))
+    if result.returncode != 0:
+        raise RuntimeError(f"{mode} worker failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run(args):
+    prepare()
+    gflop = densenet_gflop()
+    report = {"densenet121_gflop": round(gflop, 2), "by_cpus": {}}
+    for cpus in CPU_COUNTS:
+        ours = worker("ours", cpus, args.reps)  # writes the batch naive's forward reuses
+        naive = worker("naive", cpus, args.reps)
+        rate = worker("matmul", cpus, args.reps)["gflops"]
+        floor = gflop / rate * 1000
+        difference = max(abs(a - b) for a, b in zip(ours.pop("probabilities"),
+                                                     naive.pop("probabilities")))
+        report["by_cpus"][cpus] = {"ours": ours, "naive": naive, "matmul_gflops": rate,
+                                   "floor_ms": round(floor, 1),
+                                   "max_abs_output_difference": difference}
+    text = table(report)
+    plot(report, WORK.parent / "warm.png")
+    return report, text
+
+
+def _cold_total(side: dict) -> float:
+    cold = side["cold"]
+    return cold["import_ms"] + cold["load_ms"] + cold["first_inference_ms"]
+
+
+def table(report: dict) -> str:
+    lines = [f"DenseNet-121 at 224x224: {report['densenet121_gflop']} GFLOP per image", ""]
+    header = (f"{'cpus':>4} {'path':<6} {'backend':<34} {'fwd p50':>8} {'PNG p50':>8} "
+              f"{'JPEG p50':>8} {'DICOM p50':>9} {'PNG p95':>8} {'cold ms':>8} "
+              f"{'(import/load/first)':>20} {'RSS MB':>7}")
+    lines.append(header)
+    for cpus, row in report["by_cpus"].items():
+        for name in ("naive", "ours"):
+            side = row[name]
+            handler = side["handler"]
+            cold = side["cold"]
+            cell = lambda kind, key="p50": f"{handler[kind][key]:.1f}" if kind in handler else "-"  # noqa
+            lines.append(
+                f"{cpus:>4} {name:<6} {side['backend'][:34]:<34} {side['forward']['p50']:>8.1f} "
+                f"{cell('png'):>8} {cell('jpeg'):>8} {cell('dicom'):>9} {cell('png', 'p95'):>8} "
+                f"{_cold_total(side):>8.0f} "
+                f"{cold['import_ms']:>6.0f}/{cold['load_ms']:.0f}/{cold['first_inference_ms']:.0f}"
+                f"{'':>3} {side['peak_rss_mb']:>7.0f}")
+        ours, naive = row["ours"], row["naive"]
+        forward = ours["forward"]["p50"]
+        lines.append(
+            f"     ours/naive: forward {forward / naive['forward']['p50']:.2f}x "
+            f"(speed-up {naive['forward']['p50'] / forward:.2f}), PNG handler "
+            f"{ours['handler']['png']['p50'] / naive['handler']['png']['p50']:.2f}x, cold start "
+            f"{_cold_total(ours) / _cold_total(naive):.2f}x; handler/forward: " + ", ".join(
+                f"{kind} {ours['handler'][kind]['p50'] / forward:.2f}"
+                for kind in ("png", "jpeg", "dicom"))
+            + f"; floor {row['floor_ms']:.0f} ms at {row['matmul_gflops']:.0f} GFLOP/s "
+              f"(ours {forward / row['floor_ms']:.2f}x, naive "
+              f"{naive['forward']['p50'] / row['floor_ms']:.2f}x); max |p_ours - p_naive| "
+              f"{row['max_abs_output_difference']:.1e}")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    """A bar chart of warm latencies and cold starts (Pillow only: no plotting dependency)."""
+    from PIL import Image, ImageDraw
+    bars = []
+    for cpus, row in report["by_cpus"].items():
+        for name in ("naive", "ours"):
+            side = row[name]
+            bars.append((f"{name} {cpus} cpu forward", side["forward"]["p50"]))
+            bars.append((f"{name} {cpus} cpu PNG request", side["handler"]["png"]["p50"]))
+            bars.append((f"{name} {cpus} cpu cold start", _cold_total(side)))
+    width, row_height, left = 900, 26, 260
+    image = Image.new("RGB", (width, row_height * (len(bars) + 2)), "white")
+    draw = ImageDraw.Draw(image)
+    scale = (width - left - 90) / max(value for _, value in bars)
+    draw.text((10, 6), "milliseconds, median (lower is better)", fill="black")
+    for index, (label, value) in enumerate(bars, 1):
+        top = index * row_height + 6
+        colour = (70, 110, 200) if label.startswith("ours") else (200, 110, 70)
+        draw.text((10, top + 4), label, fill="black")
+        draw.rectangle([left, top, left + value * scale, top + row_height - 8], fill=colour)
+        draw.text((left + value * scale + 6, top + 4), f"{value:.0f}", fill="black")
+    image.save(path)
