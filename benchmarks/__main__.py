@@ -1,6 +1,8 @@
 """python -m benchmarks [NAME ...] [options]: runs the named benchmarks (default: all), prints
 their tables and writes build/benchmarks/<name>.json.
 
+    warm         ours vs the naive serving path at 1 and 2 CPUs: warm latency (PNG, JPEG, DICOM
+                 through the Lambda handler), bare forward, cold start, peak RSS, the CPU floor
     cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
 """
 import argparse
@@ -10,13 +12,12 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import cold_start_cli
+from benchmarks import cold_start_cli, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
-# Issue 5 adds "warm" (warm-request latency) here.
-BENCHMARKS = {"cold-start": cold_start_cli}
+BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli}
 
 
 def main(argv=None) -> None:

@@ -80,7 +80,12 @@ def test_the_readme_curl_lines_classify_the_samples(server, sample_files, demo_s
             direct = json.loads(client.http.post(
                 "/xray", headers={"Content-Type": content_type},
                 body=(sample_files / file_name).read_bytes()).body)
-            assert answer["findings"] == direct["findings"], line
+            # another process: BLAS and onnxruntime thread counts may differ, and with them the
+            # last bits of a sum; six decimals can round either way
+            served = {f["label"]: f["probability"] for f in answer["findings"]}
+            expected = {f["label"]: f["probability"] for f in direct["findings"]}
+            assert served.keys() == expected.keys(), line
+            assert max(abs(served[k] - expected[k]) for k in served) <= 1e-5, line
             assert answer["model"]["trained"] is False and "warning" in answer["model"]
 
     health, manifest = (run_curl(line, port, sample_files) for line in lines if "POST" not in line)
