@@ -3,20 +3,11 @@ README's own curl lines, and stopped by its PID."""
 import json
 import re
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, REPO, jpeg_of, serving
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, REPO, jpeg_of, local_server, serving
 
 
 def readme_curl_lines() -> list:
@@ -26,27 +17,10 @@ def readme_curl_lines() -> list:
 
 
 @pytest.fixture(scope="module")
-def server():
-    port = free_port()
-    log = open(REPO / ".pytest_cache" / "chalice-local.log", "w") if (
-        REPO / ".pytest_cache").is_dir() else subprocess.DEVNULL
-    process = subprocess.Popen([str(REPO / "scripts" / "serve"), "--no-autoreload",
-                                "--port", str(port)], cwd=REPO, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("chalice local did not start")
-                time.sleep(0.3)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def server(tmp_path_factory):
+    with local_server(tmp_path_factory.mktemp("chalice-local") / "chalice-local.log") as (
+            base, pid):
+        yield int(base.rsplit(":", 1)[1]), pid
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +69,7 @@ def test_the_readme_curl_lines_classify_the_samples(server, sample_files, demo_s
 
 def test_curl_mistakes_get_advice_not_a_traceback(server, sample_files):
     port, _ = server
-    answer = run_curl(f"curl -s -X POST http://127.0.0.1:8000/xray --data-binary @chest.png",
+    answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray --data-binary @chest.png",
                       port, sample_files)
     assert answer["Code"] == "UnsupportedImageType" and "Content-Type" in answer["Message"]
     answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray -H 'Content-Type: image/png' "

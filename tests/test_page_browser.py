@@ -8,29 +8,19 @@ the results view is saved to test-artifacts/page-results.png (git-ignored). A se
 import base64
 import http.server
 import json
-import os
 import shutil
-import socket
-import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO
+from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO, local_server
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--no-proxy-server"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class OtherSite(http.server.BaseHTTPRequestHandler):
@@ -63,40 +53,13 @@ def other_sites():
 @pytest.fixture(scope="module")
 def server(other_sites, tmp_path_factory):
     allowed, _ = other_sites
-    port = free_port()
     log_path = tmp_path_factory.mktemp("chalice-local") / "chalice-local.log"
-    log = open(log_path, "w")
-    # --stage local: chalice local applies a stage's environment_variables over the process's,
-    # and the deployed stages point XRAY_EFS_ROOT at /mnt (EFS); "local" has none of them.
-    # Hermetic: the local store scripts/setup made (efs-local/), whatever XRAY_* this process
-    # inherited; plus the one setting this module is about.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("XRAY_")}
-    process = subprocess.Popen(
-        [str(REPO / "scripts" / "serve"), "--no-autoreload", "--port", str(port),
-         "--stage", "local"], cwd=REPO,
-        stdout=log, stderr=subprocess.STDOUT, env={**env, "XRAY_CORS_ORIGINS": allowed})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300  # scripts/setup may have a requirement to install
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    raise RuntimeError("chalice local did not start:\n"
-                                       + log_path.read_text()[-3000:])
-                time.sleep(0.3)
+    with local_server(log_path, XRAY_CORS_ORIGINS=allowed) as (base, _):
         try:  # the page needs the model: say why not, rather than time out in the browser
             urllib.request.urlopen(f"{base}/model", timeout=30)
         except urllib.error.HTTPError as error:
             raise RuntimeError(f"chalice local serves no model: {error.read()[:500]!r}")
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

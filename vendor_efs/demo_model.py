@@ -7,9 +7,13 @@ Safe to run again: an existing demo version is kept as it is and made current.
 """
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chalicelib.settings import LOCAL_EFS_ROOT
 from chalicelib.store import ManifestError, point_current, read_manifest, write_model
+
+if TYPE_CHECKING:
+    import torch
 
 NAME, VERSION, SEED = "densenet121-xrv-untrained-demo", "2", 0  # 2: with its ONNX graph
 # torchxrayvision's 18 pathologies, in its output order.
