@@ -7,7 +7,7 @@ model. torch: the reference, and what computes gradients for the heatmap.
 """
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict
+from typing import Any
 
 import numpy as np
 
@@ -71,5 +71,3 @@ def build_torch_network(manifest: Any, weights: bytes, torch: Any) -> Any:
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
 
-
-BACKENDS: Dict[str, Callable[..., Any]] = {"onnxruntime": OnnxBackend, "torch": TorchBackend}
