@@ -29,7 +29,6 @@ class Classifier:
                  packages_path: Optional[Path]) -> None:
         from chalicelib.preprocessing import RECIPES
         self.manifest = manifest
-        self.backend = backend.name
         self._backend = backend
         self._weights = weights  # kept for the torch network the heatmap builds on demand
         self._packages_path = packages_path
@@ -37,6 +36,10 @@ class Classifier:
         self._torch_lock = threading.Lock()
         self._recipe = RECIPES[manifest.preprocessing["recipe"]]
         self._size = manifest.input_size
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
 
     def identity(self) -> Dict[str, Any]:
         identity = self.manifest.identity()

@@ -3,6 +3,7 @@ import io
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -113,3 +114,11 @@ def local_server(log_path: Path, **env: str) -> Iterator:
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def run_isolated(code: str, *args: str, **env: str) -> str:
+    """Runs `code` in a fresh interpreter at the repo root (argv[1:] = args); its stdout."""
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

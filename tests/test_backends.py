@@ -3,8 +3,6 @@ and its graph verified like the weights (it holds none of its own: they are read
 model's safetensors file)."""
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -13,7 +11,7 @@ import pytest
 from chalicelib.decoding import Limits, decode
 from chalicelib.model import load_classifier
 from chalicelib.store import ManifestError
-from tests.conftest import ALL_FIXTURES, CONTENT_TYPE, PNG_CARDIOMEGALY, REPO, fixture_id
+from tests.conftest import ALL_FIXTURES, CONTENT_TYPE, PNG_CARDIOMEGALY, fixture_id, run_isolated
 
 LIMITS = Limits(40_000_000, 32)
 
@@ -91,9 +89,7 @@ def test_classification_needs_no_torch_at_all(demo_store):
         " body=body)\n"
         "    print(json.dumps([plain.status_code, json.loads(plain.body)['model'],"
         " app.get_model().status()['backend'], heat.status_code, json.loads(heat.body)]))\n")
-    done = subprocess.run([sys.executable, "-c", code, str(demo_store), str(PNG_CARDIOMEGALY)],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    status, model, backend, heat_status, heat = json.loads(done.stdout.strip().splitlines()[-1])
+    out = run_isolated(code, str(demo_store), str(PNG_CARDIOMEGALY))
+    status, model, backend, heat_status, heat = json.loads(out.strip().splitlines()[-1])
     assert (status, backend) == (200, "onnxruntime") and model["trained"] is False
     assert heat_status == 503 and "torch" in heat["Message"]

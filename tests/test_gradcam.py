@@ -3,15 +3,13 @@ top finding), drawn over the 224x224 model input, and never computed unless aske
 import base64
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from chalicelib import gradcam
-from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, PNG_NOFINDING, REPO, serving
+from tests.conftest import DCM_J2K, PNG_CARDIOMEGALY, PNG_NOFINDING, run_isolated, serving
 
 
 def post(client, body: bytes, content_type: str = "image/png", query: str = ""):
@@ -223,9 +221,7 @@ def test_a_plain_request_never_imports_the_gradcam_module(demo_store):
         "    print('IMPORTED', 'chalicelib.gradcam' in sys.modules)\n"
         "    r = c.http.post('/xray?heatmap=top', headers={'Content-Type': 'image/png'}, body=open(sys.argv[2], 'rb').read())\n"
         "    print('IMPORTED', 'chalicelib.gradcam' in sys.modules)\n")
-    result = subprocess.run([sys.executable, "-c", code, str(demo_store), str(PNG_CARDIOMEGALY)],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    imported = [line.split()[1] for line in result.stdout.splitlines()
+    out = run_isolated(code, str(demo_store), str(PNG_CARDIOMEGALY))
+    imported = [line.split()[1] for line in out.splitlines()
                 if line.startswith("IMPORTED ")]
     assert imported == ["False", "True"]

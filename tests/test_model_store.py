@@ -4,8 +4,6 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,7 +13,7 @@ from chalicelib.errors import ModelUnavailable
 from chalicelib.model import LazyModel, load_classifier
 from chalicelib.runtime import import_torch
 from chalicelib.store import ManifestError, read_manifest
-from tests.conftest import PNG_CARDIOMEGALY, REPO, serving
+from tests.conftest import PNG_CARDIOMEGALY, REPO, run_isolated, serving
 from vendor_efs.demo_model import VERSION
 
 
@@ -194,13 +192,6 @@ def test_a_failed_load_is_retried_by_the_next_request():
 def test_a_missing_packages_path_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match="is EFS mounted"):
         import_torch(tmp_path / "not-mounted")
-
-
-def run_isolated(code: str, **env) -> str:
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                            text=True, env={**os.environ, **env}, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def test_the_packages_path_is_put_first_on_sys_path_before_torch_is_imported(tmp_path):
