@@ -10,10 +10,12 @@ to a square, then skimage.transform.resize(mode="constant") to 224x224, i.e. a G
 anti-aliasing blur (sigma = (factor - 1) / 2, zero padding) followed by bilinear sampling at
 pixel centers with zeros beyond the edge. Both steps are linear and act on rows and columns
 separately, so the whole resize is one small matrix M applied as M @ image @ M.T, which is
-exact and needs neither scipy nor torch.
+exact and needs neither scipy nor torch. M is banded (each output reads a few neighbouring
+inputs), so it is applied block by block, skipping the zeros: for a 512-pixel image that is ~10x
+fewer multiply-adds than the dense product, and ~40x for a 2,048-pixel one.
 """
 from functools import lru_cache
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 import numpy as np
 
@@ -55,11 +57,55 @@ def resize_matrix(source: int, target: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
+# Output rows per block: smaller blocks skip more zeros but make more (small) BLAS calls;
+# 4 was fastest here for 512- and 2,048-pixel images (8 and 16 were up to 2x slower at 2,048).
+BAND_BLOCK = 4
+
+# (output rows, input columns, the dense block of M there) for each block of output rows
+Band = Tuple[Tuple[slice, slice, np.ndarray], ...]
+
+
+@lru_cache(maxsize=16)
+def resize_band(source: int, target: int) -> Band:
+    matrix = resize_matrix(source, target)
+    blocks = []
+    for start in range(0, target, BAND_BLOCK):
+        rows = slice(start, min(start + BAND_BLOCK, target))
+        used = np.flatnonzero(matrix[rows].any(axis=0))
+        columns = slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, 0)
+        blocks.append((rows, columns, np.ascontiguousarray(matrix[rows, columns])))
+    return tuple(blocks)
+
+
+def resize_square(square: np.ndarray, size: int) -> np.ndarray:
+    """M @ square @ M.T, computed on M's band only (a transposed view: Fortran order)."""
+    band = resize_band(square.shape[0], size)
+    half = np.zeros((size, square.shape[1]), dtype=np.float32)
+    for rows, columns, block in band:
+        np.matmul(block, square[columns], out=half[rows])
+    resized_t = np.zeros((size, size), dtype=np.float32)  # (M @ half.T), transposed at the end
+    half_t = half.T
+    for rows, columns, block in band:
+        np.matmul(block, half_t[columns], out=resized_t[rows])
+    return resized_t.T
+
+
+@lru_cache(maxsize=16)
+def _resized_ones(source: int, target: int) -> np.ndarray:
+    """M @ ones @ M.T: what a constant image becomes (less than 1 near the zero-padded edges)."""
+    row_sums = resize_matrix(source, target).sum(axis=1, dtype=np.float64)
+    return np.outer(row_sums, row_sums).astype(np.float32)
+
+
 def xrv(image: np.ndarray, size: int) -> np.ndarray:
-    """torchxrayvision's normalize + XRayCenterCrop + XRayResizer, shape (1, 1, size, size)."""
-    square = center_crop(image * np.float32(2 * XRV_RANGE) - np.float32(XRV_RANGE))
-    matrix = resize_matrix(square.shape[0], size)
-    return (matrix @ square @ matrix.T)[None, None].astype(np.float32)
+    """torchxrayvision's normalize + XRayCenterCrop + XRayResizer, shape (1, 1, size, size).
+    The resize is linear, so the normalisation a * x + b is applied to the 224x224 result
+    (a * M x M.T + b * M 1 M.T) instead of to every input pixel."""
+    square = center_crop(image)
+    batch = np.empty((1, 1, size, size), dtype=np.float32)  # C order: what onnxruntime takes
+    np.multiply(resize_square(square, size), np.float32(2 * XRV_RANGE), out=batch[0, 0])
+    batch[0, 0] -= np.float32(XRV_RANGE) * _resized_ones(square.shape[0], size)
+    return batch
 
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]

@@ -36,13 +36,13 @@ def our_input(path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("path", ALL_FIXTURES, ids=fixture_id)
-def test_model_input_matches_torchxrayvision_within_1_percent(path):
+def test_model_input_matches_torchxrayvision(path):
     ours, theirs = our_input(path), reference_input(path)
     assert ours.shape == theirs.shape == (1, 1, 224, 224)
     difference = float(np.abs(ours - theirs).max())
     print(f"{path.name}: max |ours - torchxrayvision| = {difference:.4f} "
           f"({100 * difference / RANGE:.4f}% of the [-1024, 1024] range)")
-    assert difference < 0.01 * RANGE
+    assert difference < 0.01  # float32 rounding: measured 0.0004 of 2048
 
 
 def test_a_torchxrayvision_state_dict_loads_key_for_key():
