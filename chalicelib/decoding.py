@@ -79,6 +79,13 @@ def _guarded(what: str, decoder: Callable[..., DecodedImage], *args: Any) -> Dec
                            f"corrupt.") from None
 
 
+def import_decoders() -> None:
+    """Imports what decoding a PNG or JPEG runs (Pillow's core and the plugins Image.open loads
+    first, about 20 ms); a DICOM upload also imports pydicom, on its first use."""
+    from PIL import Image, ImageOps  # noqa: F401
+    Image.preinit()
+
+
 def check_pixel_count(width: int, height: int, limits: Limits) -> None:
     if width * height > limits.max_pixels:
         raise PayloadTooLarge(
@@ -107,22 +114,22 @@ def _decode_pillow(body: bytes, fmt: str, limits: Limits) -> DecodedImage:
                                   f"(a decompression bomb?).") from None
     check_pixel_count(img.width, img.height, limits)
     mode = img.mode
-    img.load()
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)  # decodes; turns the image only if EXIF says so
     pixels, bits = _gray_unit(img)
     return DecodedImage(pixels, fmt, {"mode": mode, "bits": bits})
 
 
 def _gray_unit(img: Any) -> Tuple[np.ndarray, int]:
     """One channel in [0, 1]. Colour becomes the mean of R, G and B (what torchxrayvision's
-    examples do); alpha is ignored, as an X-ray has no meaningful transparency."""
+    examples do); alpha is ignored, as an X-ray has no meaningful transparency. Integers become
+    float32 and are scaled in one pass (the same values as converting, then dividing)."""
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit PNG: scale the whole 16-bit range to [0, 1]; converting to "L" would clip.
-        return np.asarray(img, dtype=np.float32) / 65535.0, 16
-    if mode in ("1", "L", "LA", "La"):
-        gray = img.convert("L")
-    else:  # P, PA, RGB, RGBA, CMYK, YCbCr, LAB...
+        return np.divide(np.asarray(img), np.float32(65535), dtype=np.float32), 16
+    if mode in ("1", "LA", "La"):
+        img = img.convert("L")
+    elif mode != "L":  # P, PA, RGB, RGBA, CMYK, YCbCr, LAB...
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         return rgb.mean(axis=2) / 255.0, 8
-    return np.asarray(gray, dtype=np.float32) / 255.0, 8
+    return np.divide(np.asarray(img), np.float32(255), dtype=np.float32), 8

@@ -2,7 +2,7 @@
 import time
 from typing import Any, Dict, Optional
 
-from chalicelib.decoding import Limits, decode
+from chalicelib.decoding import Limits, decode, import_decoders
 from chalicelib.errors import PayloadTooLarge
 from chalicelib.model import LazyModel
 from chalicelib.settings import Settings
@@ -17,6 +17,13 @@ class XrayService:
         self._max_bytes = settings.max_upload_bytes
         self._limits = Limits(max_pixels=settings.max_pixels, min_side=settings.min_side)
         self.model = model
+
+    def import_runtime(self) -> str:
+        """Imports what a PNG or JPEG classification runs on (the decoder, numpy and the
+        model's backend) and names the backend: the "import" phase of a cold start."""
+        import chalicelib.uploads  # noqa: F401  (pybase64)
+        import_decoders()
+        return self.model.import_runtime()
 
     def preview(self, body: bytes, content_type: str) -> Dict[str, Any]:
         from chalicelib.preview import preview
