@@ -76,8 +76,9 @@ def classify_xray():
     request = app.current_request
     cold, _cold_start = _cold_start, False
     heatmap = (request.query_params or {}).get("heatmap")
-    result = get_service().classify(request.raw_body, request.headers.get("content-type", ""),
-                                    heatmap=heatmap)
+    from chalicelib.uploads import upload_bytes
+    result = get_service().classify(upload_bytes(request),
+                                    request.headers.get("content-type", ""), heatmap=heatmap)
     # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
     app.log.info(json.dumps({"event": "classified", "cold_start": cold,
                              "image": result["image"], "timings_ms": result["timings_ms"]}))
@@ -88,7 +89,8 @@ def classify_xray():
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
     request = app.current_request
-    return get_service().preview(request.raw_body, request.headers.get("content-type", ""))
+    from chalicelib.uploads import upload_bytes
+    return get_service().preview(upload_bytes(request), request.headers.get("content-type", ""))
 
 
 @app.route("/health", methods=["GET"])
