@@ -2,6 +2,14 @@
 the weights: every initializer of the graph points (ONNX "external data": file, offset, length)
 into the model's own model.safetensors, whose sha256 the manifest already pins.
 
+One rewrite makes the graph faster without changing what it computes: a batch-norm that does
+not follow a convolution (DenseNet's pre-activation norm1 on every concatenation, the
+transitions' norm, norm5) becomes a depthwise 1x1 convolution whose weight and bias are computed
+in the graph from the batch-norm's own parameters. onnxruntime folds that computation when it
+builds the session and then keeps the whole network in its blocked NCHWc layout; left as
+BatchNormalization, every dense layer converted its input out of that layout and back (DenseNet-121
+at 2 threads: 35 -> 31 ms; at 1 thread 59 -> 55 ms; outputs within 3e-7).
+
 Runs where the model is imported (needs torch and onnx); serving needs only onnxruntime.
 """
 import json
@@ -42,6 +50,7 @@ def export_graph(network: Any, in_channels: int, size: int, weights: bytes,
                       do_constant_folding=False,
                       dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     graph = onnx.load_from_string(buffer.getvalue())
+    batchnorm_as_depthwise_conv(graph)
     layout = safetensors_layout(weights)
     for tensor in graph.graph.initializer:
         dtype, shape, offset, length = layout[tensor.name]
@@ -55,6 +64,56 @@ def export_graph(network: Any, in_channels: int, size: int, weights: bytes,
             entry = tensor.external_data.add()
             entry.key, entry.value = key, value
     return graph.SerializeToString()
+
+
+def batchnorm_as_depthwise_conv(model: Any) -> int:
+    """Rewrites, in place, each BatchNormalization whose input no Conv produces into
+    Conv(x, W, B, group=C) with W = reshape(gamma / sqrt(var + eps), [C, 1, 1, 1]) and
+    B = beta - mean * gamma / sqrt(var + eps), computed by graph nodes from the same four
+    parameters (so every initializer still points into the weights file). Returns the count."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    producers = {output: node for node in graph.node for output in node.output}
+    aliases = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "Identity"}
+    dims = {tensor.name: list(tensor.dims) for tensor in graph.initializer}
+
+    def channels(name: str) -> int:
+        while name in aliases:  # the exporter shares equal tensors through Identity nodes
+            name = aliases[name]
+        return dims[name][0]
+
+    def follows_conv(node: Any) -> bool:  # onnxruntime fuses such a batch-norm into the Conv
+        source = producers.get(node.input[0])
+        return source is not None and source.op_type == "Conv"
+
+    rewritten, nodes = 0, []
+    for node in graph.node:
+        if node.op_type != "BatchNormalization" or follows_conv(node):
+            nodes.append(node)
+            continue
+        x, gamma, beta, mean, var = node.input
+        epsilon = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        name = f"{node.name}/as_depthwise_conv"
+        out = lambda part: f"{name}/{part}"  # noqa: E731
+        nodes += [
+            helper.make_node("Constant", [], [out("epsilon")], value=helper.make_tensor(
+                out("epsilon_value"), TensorProto.FLOAT, [], [epsilon])),
+            helper.make_node("Add", [var, out("epsilon")], [out("var_eps")]),
+            helper.make_node("Sqrt", [out("var_eps")], [out("std")]),
+            helper.make_node("Div", [gamma, out("std")], [out("scale")]),
+            helper.make_node("Mul", [mean, out("scale")], [out("mean_scaled")]),
+            helper.make_node("Sub", [beta, out("mean_scaled")], [out("bias")]),
+            helper.make_node("Constant", [], [out("kernel_shape")], value=helper.make_tensor(
+                out("kernel_shape_value"), TensorProto.INT64, [4], [-1, 1, 1, 1])),
+            helper.make_node("Reshape", [out("scale"), out("kernel_shape")], [out("weight")]),
+            helper.make_node("Conv", [x, out("weight"), out("bias")], list(node.output),
+                             name=name, group=channels(gamma), kernel_shape=[1, 1]),
+        ]
+        rewritten += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return rewritten
 
 
 def checked_graph(network: Any, in_channels: int, size: int, weights: bytes,
@@ -72,7 +131,10 @@ def checked_graph(network: Any, in_channels: int, size: int, weights: bytes,
 
     graph = export_graph(network, in_channels, size, weights, weights_file)
     generator = torch.Generator().manual_seed(0)
-    batch = torch.rand(3, in_channels, size, size, generator=generator)
+    # Smooth noise, as images are: per-pixel noise saturates an untrained network's outputs
+    # at 0 or 1, where any two backends agree and the check would prove nothing.
+    coarse = torch.rand(3, in_channels, 14, 14, generator=generator)
+    batch = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
     batch = batch * 2048 - 1024 if in_channels == 1 else (batch - 0.45) / 0.226
     with torch.inference_mode():
         expected = sigmoid(network.eval()(batch).numpy())
