@@ -57,9 +57,11 @@ def resize_matrix(source: int, target: int) -> np.ndarray:
     return matrix.astype(np.float32)
 
 
-# Output rows per block: smaller blocks skip more zeros but make more (small) BLAS calls;
-# 4 was fastest here for 512- and 2,048-pixel images (8 and 16 were up to 2x slower at 2,048).
-BAND_BLOCK = 4
+def _block_rows(source: int, target: int) -> int:
+    """Output rows per block: smaller blocks skip more zeros, larger ones make fewer BLAS calls.
+    Measured here: 16 for a light downscale (512 -> 224: 0.4 ms, 0.6 with 4), 4 for a strong one
+    (2,048 -> 224: 2 ms, 4.6 with 8)."""
+    return 16 if source < 4 * target else 4
 
 # (output rows, input columns, the dense block of M there) for each block of output rows
 Band = Tuple[Tuple[slice, slice, np.ndarray], ...]
@@ -68,9 +70,9 @@ Band = Tuple[Tuple[slice, slice, np.ndarray], ...]
 @lru_cache(maxsize=16)
 def resize_band(source: int, target: int) -> Band:
     matrix = resize_matrix(source, target)
-    blocks = []
-    for start in range(0, target, BAND_BLOCK):
-        rows = slice(start, min(start + BAND_BLOCK, target))
+    blocks, step = [], _block_rows(source, target)
+    for start in range(0, target, step):
+        rows = slice(start, min(start + step, target))
         used = np.flatnonzero(matrix[rows].any(axis=0))
         columns = slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, 0)
         blocks.append((rows, columns, np.ascontiguousarray(matrix[rows, columns])))
