@@ -1,10 +1,13 @@
-"""`python -m benchmarks warm`: our serving path against the naive one, at 1 and 2 CPUs, each
-measured in fresh processes (benchmarks/warm_worker.py): cold start split into import, model
-load and first answer; warm handler latency for PNG, JPEG and DICOM through the real Lambda
-handler; the bare forward; peak RSS; and how far each forward is from this CPU's floor
-(DenseNet-121's FLOPs over the sustained fp32 matmul rate). Writes warm.json and warm.png."""
+"""`python -m benchmarks warm`: our serving path against the naive one, at 1 and 2 CPUs. Each
+side runs in its own process pinned to those CPUs (benchmarks/warm_worker.py), and the two take
+turns in short rounds. Prints, and writes as warm.json and warm.png: the cold start split into
+import, model load and first answer (median of fresh processes); warm latency of PNG, JPEG and
+DICOM requests through the real Lambda handler; the bare forward; request/forward ratios; peak
+RSS; how far each forward is from this CPU's floor (DenseNet-121's FLOPs over the best fp32
+matmul rate); and what 1,000 images cost on Lambda at those sizes."""
 import io
 import json
+import math
 import os
 import shutil
 import statistics
@@ -18,7 +21,6 @@ from benchmarks.warm_worker import MARK
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "cxr"
-WORK = REPO / "build" / "benchmarks" / "warm-work"
 CPU_COUNTS = (1, 2)
 WARM_UP = 2  # iterations per side before the measured ones
 ROUND = 5  # iterations one side runs before the other takes its turn
@@ -32,24 +34,24 @@ def add_arguments(parser) -> None:
                        help="fresh processes per side for the cold start (median; default 3)")
 
 
-def prepare() -> None:
+def prepare(work: Path) -> None:
     from PIL import Image
 
     from vendor_efs.demo_model import install_demo
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    version = install_demo(WORK / "efs" / "models")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    version = install_demo(work / "efs" / "models")
     for name in ("nih_00000001_000_cardiomegaly.png",
                  "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm"):
-        shutil.copy(FIXTURES / name, WORK / name)
+        shutil.copy(FIXTURES / name, work / name)
     out = io.BytesIO()
     Image.open(FIXTURES / "nih_00000001_000_cardiomegaly.png").convert("L").save(
         out, "JPEG", quality=95)
-    (WORK / "chest.jpg").write_bytes(out.getvalue())
+    (work / "chest.jpg").write_bytes(out.getvalue())
     import torch
     from safetensors.torch import load_file
     state = load_file(version / "model.safetensors")
-    torch.save(state, WORK / "naive_state_dict.pt")  # what the article's torch.load reads
+    torch.save(state, work / "naive_state_dict.pt")  # what the article's torch.load reads
 
 
 def densenet_gflop() -> float:
@@ -75,11 +77,11 @@ def densenet_gflop() -> float:
 class Worker:
     """One side (benchmarks/warm_worker.py) in a process pinned to the first `cpus` CPUs."""
 
-    def __init__(self, mode: str, cpus: int, *args: str) -> None:
+    def __init__(self, mode: str, cpus: int, work: Path, *args: str) -> None:
         chosen = sorted(os.sched_getaffinity(0))[:cpus]
         self.mode, self.errors = mode, tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.warm_worker", mode, str(WORK), *args], cwd=REPO,
+            [sys.executable, "-m", "benchmarks.warm_worker", mode, str(work), *args], cwd=REPO,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True,
             preexec_fn=lambda: os.sched_setaffinity(0, chosen))
 
@@ -102,8 +104,8 @@ class Worker:
         return final
 
 
-def matmul_gflops(cpus: int) -> float:
-    return Worker("matmul", cpus, "15").read()["gflops"]
+def matmul_gflops(cpus: int, work: Path) -> float:
+    return Worker("matmul", cpus, work, "15").read()["gflops"]
 
 
 def summarise(samples: List[float]) -> Dict[str, float]:
@@ -112,7 +114,7 @@ def summarise(samples: List[float]) -> Dict[str, float]:
             "p95": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 2)}
 
 
-def measure(cpus: int, args) -> Dict[str, Any]:
+def measure(cpus: int, work: Path, args) -> Dict[str, Any]:
     """Cold starts: args.cold_runs fresh processes per side, median of each phase. Warm: the
     two sides' last processes take turns in rounds of ROUND iterations."""
     colds: Dict[str, List[Dict[str, float]]] = {"ours": [], "naive": []}
@@ -120,7 +122,7 @@ def measure(cpus: int, args) -> Dict[str, Any]:
     backends = {}
     for side in colds:  # ours first: it writes the input naive's bare forward reuses
         for run in range(args.cold_runs):
-            worker = Worker(side, cpus)
+            worker = Worker(side, cpus, work)
             started = worker.read()
             colds[side].append(started["cold"])
             backends[side] = started["backend"]
@@ -128,7 +130,7 @@ def measure(cpus: int, args) -> Dict[str, Any]:
                 worker.finish()
             else:
                 live[side] = worker
-    rate = matmul_gflops(cpus)
+    rate = matmul_gflops(cpus, work)
     samples: Dict[str, List[Dict[str, float]]] = {side: [] for side in live}
     for worker in live.values():
         worker.run(WARM_UP)
@@ -136,7 +138,7 @@ def measure(cpus: int, args) -> Dict[str, Any]:
         for side, worker in live.items():
             samples[side] += worker.run(min(ROUND, args.reps - done))
     finals = {side: worker.finish() for side, worker in live.items()}
-    rate = max(rate, matmul_gflops(cpus))  # noise only lowers a rate: keep the better one
+    rate = max(rate, matmul_gflops(cpus, work))  # noise only lowers a rate: keep the better one
     row: Dict[str, Any] = {"matmul_gflops": rate}
     for side in live:
         series = {name: [sample[name] for sample in samples[side]] for name in samples[side][0]}
@@ -146,6 +148,12 @@ def measure(cpus: int, args) -> Dict[str, Any]:
                      for phase in colds[side][0]},
             "forward": summarise(series.pop("forward")),
             "handler": {kind: summarise(values) for kind, values in series.items()},
+            # Each iteration's request over the bare forward that follows it, then the median:
+            # the two run a few ms apart, so a slow moment of the machine cancels out.
+            "handler_over_forward": {
+                kind: round(statistics.median(sample[kind] / sample["forward"]
+                                              for sample in samples[side]), 3)
+                for kind in series},
             "peak_rss_mb": finals[side]["peak_rss_mb"],
         }
     row["max_abs_output_difference"] = max(
@@ -153,17 +161,50 @@ def measure(cpus: int, args) -> Dict[str, Any]:
     return row
 
 
+def ratios(row: Dict[str, Any]) -> Dict[str, float]:
+    """The issue's targets, from one CPU count's figures."""
+    ours, naive = row["ours"], row["naive"]
+    floor = ours["cold"]["import_ms"] + ours["cold"]["load_ms"]
+    return {
+        "forward_speedup_vs_naive": round(naive["forward"]["p50"] / ours["forward"]["p50"], 2),
+        "png_request_speedup_vs_naive": round(
+            naive["handler"]["png"]["p50"] / ours["handler"]["png"]["p50"], 2),
+        "cold_start_vs_naive": round(_cold_total(ours) / _cold_total(naive), 2),
+        "first_answer_over_import_and_load": round(_cold_total(ours) / floor, 2),
+        "forward_over_floor": round(ours["forward"]["p50"] / row["floor_ms"], 2),
+        "naive_forward_over_floor": round(naive["forward"]["p50"] / row["floor_ms"], 2),
+        **{f"{kind}_request_over_forward": value
+           for kind, value in ours["handler_over_forward"].items()},
+    }
+
+
+# Public Lambda prices (us-east-1, x86_64): per GB-second of duration and per request.
+PRICE_GB_SECOND, PRICE_REQUEST = 0.0000166667, 0.20 / 1_000_000
+MEMORY_MB = {1: 1769, 2: 3538}  # Lambda gives one vCPU per 1,769 MB
+
+
+def cost_per_1000(memory_mb: int, milliseconds: float) -> float:
+    """Lambda's bill for 1,000 requests of this duration (rounded up to the millisecond)."""
+    billed = math.ceil(milliseconds) / 1000
+    return 1000 * (billed * memory_mb / 1024 * PRICE_GB_SECOND + PRICE_REQUEST)
+
+
 def run(args):
-    prepare()
+    work = args.out / "warm-work"
+    prepare(work)
     gflop = densenet_gflop()
     report = {"densenet121_gflop": round(gflop, 2), "reps": args.reps,
               "cold_runs": args.cold_runs, "by_cpus": {}}
-    for cpus in CPU_COUNTS:
-        row = measure(cpus, args)
+    for cpus in [count for count in CPU_COUNTS if count <= len(os.sched_getaffinity(0))]:
+        row = measure(cpus, work, args)
         row["floor_ms"] = round(gflop / row["matmul_gflops"] * 1000, 1)
+        row["ratios"] = ratios(row)
+        png_ms = row["ours"]["handler"]["png"]["p50"]
+        row["lambda"] = {"memory_mb": MEMORY_MB[cpus], "png_request_ms": png_ms,
+                         "usd_per_1000_images": round(cost_per_1000(MEMORY_MB[cpus], png_ms), 5)}
         report["by_cpus"][cpus] = row
     text = table(report)
-    plot(report, WORK.parent / "warm.png")
+    plot(report, args.out / "warm.png")
     return report, text
 
 
@@ -173,11 +214,12 @@ def _cold_total(side: dict) -> float:
 
 
 def table(report: dict) -> str:
-    lines = [f"DenseNet-121 at 224x224: {report['densenet121_gflop']} GFLOP per image", ""]
-    header = (f"{'cpus':>4} {'path':<6} {'backend':<34} {'fwd p50':>8} {'PNG p50':>8} "
-              f"{'JPEG p50':>8} {'DICOM p50':>9} {'PNG p95':>8} {'cold ms':>8} "
-              f"{'(import/load/first)':>20} {'RSS MB':>7}")
-    lines.append(header)
+    lines = [f"DenseNet-121 at 224x224: {report['densenet121_gflop']} GFLOP per image; "
+             f"{report['reps']} warm iterations per side, cold start = median of "
+             f"{report['cold_runs']} fresh processes", ""]
+    lines.append(f"{'cpus':>4} {'path':<6} {'backend':<31} {'fwd p50':>8} {'PNG p50':>8} "
+                 f"{'JPEG p50':>8} {'DICOM p50':>9} {'PNG p95':>8} {'cold ms':>8} "
+                 f"{'(import/load/first)':>20} {'RSS MB':>7}")
     for cpus, row in report["by_cpus"].items():
         for name in ("naive", "ours"):
             side = row[name]
@@ -185,26 +227,32 @@ def table(report: dict) -> str:
             cold = side["cold"]
             cell = lambda kind, key="p50": f"{handler[kind][key]:.1f}" if kind in handler else "-"  # noqa
             lines.append(
-                f"{cpus:>4} {name:<6} {side['backend'][:34]:<34} {side['forward']['p50']:>8.1f} "
+                f"{cpus:>4} {name:<6} {side['backend'][:31]:<31} {side['forward']['p50']:>8.1f} "
                 f"{cell('png'):>8} {cell('jpeg'):>8} {cell('dicom'):>9} {cell('png', 'p95'):>8} "
                 f"{_cold_total(side):>8.0f} "
                 f"{cold['import_ms']:>6.0f}/{cold['load_ms']:.0f}/{cold['first_inference_ms']:.0f}"
                 f"{'':>3} {side['peak_rss_mb']:>7.0f}")
-        ours, naive = row["ours"], row["naive"]
-        forward = ours["forward"]["p50"]
-        lines.append(
-            f"     ours/naive: forward {forward / naive['forward']['p50']:.2f}x "
-            f"(speed-up {naive['forward']['p50'] / forward:.2f}), PNG handler "
-            f"{ours['handler']['png']['p50'] / naive['handler']['png']['p50']:.2f}x, cold start "
-            f"{_cold_total(ours) / _cold_total(naive):.2f}x (first answer / (import + load): "
-            f"ours {_cold_total(ours) / (ours['cold']['import_ms'] + ours['cold']['load_ms']):.2f}"
-            f"); handler/forward: " + ", ".join(
-                f"{kind} {ours['handler'][kind]['p50'] / forward:.2f}"
-                for kind in ("png", "jpeg", "dicom"))
-            + f"; floor {row['floor_ms']:.0f} ms at {row['matmul_gflops']:.0f} GFLOP/s "
-              f"(ours {forward / row['floor_ms']:.2f}x, naive "
-              f"{naive['forward']['p50'] / row['floor_ms']:.2f}x); max |p_ours - p_naive| "
-              f"{row['max_abs_output_difference']:.1e}")
+    lines.append("")
+    for cpus, row in report["by_cpus"].items():
+        r = row["ratios"]
+        lines += [
+            f"{cpus} CPU(s): forward {r['forward_speedup_vs_naive']:.2f}x faster than naive "
+            f"(PNG request {r['png_request_speedup_vs_naive']:.2f}x), max |p_ours - p_naive| "
+            f"{row['max_abs_output_difference']:.1e}; floor {row['floor_ms']:.0f} ms at "
+            f"{row['matmul_gflops']:.0f} GFLOP/s (ours {r['forward_over_floor']:.2f}x, naive "
+            f"{r['naive_forward_over_floor']:.2f}x)",
+            f"    request / bare forward (median of per-iteration ratios): PNG "
+            f"{r['png_request_over_forward']:.3f}, JPEG {r['jpeg_request_over_forward']:.3f}, "
+            f"DICOM {r['dicom_request_over_forward']:.3f}",
+            f"    cold start {r['cold_start_vs_naive']:.2f}x naive's; first answer / (import + "
+            f"load) {r['first_answer_over_import_and_load']:.2f}",
+        ]
+    lines += ["", "Lambda (x86_64 prices; this machine's CPUs, not Lambda's):"]
+    for cpus, row in report["by_cpus"].items():
+        cost = row["lambda"]
+        lines.append(f"    {cost['memory_mb']:>6,} MB = {cpus} vCPU: PNG request "
+                     f"{cost['png_request_ms']:.1f} ms, ${cost['usd_per_1000_images']:.4f} "
+                     f"per 1,000 images")
     return "\n".join(lines)
 
 
