@@ -21,7 +21,7 @@ class XrayService:
     def import_runtime(self) -> str:
         """Imports what a PNG or JPEG classification runs on (the decoder, numpy and the
         model's backend) and names the backend: the "import" phase of a cold start."""
-        import chalicelib.uploads  # noqa: F401  (pybase64)
+        import chalicelib.uploads  # noqa: F401  (the routes' base64 decoder, pybase64)
         import_decoders()
         return self.model.import_runtime()
 
