@@ -6,6 +6,7 @@ machine without torch, and Lambda's init phase should not pay for what a request
 import json
 import logging
 import time
+from contextvars import ContextVar
 from functools import lru_cache
 
 from chalice import Chalice, Response
@@ -22,6 +23,8 @@ app.log.setLevel(logging.INFO)
 app.api.binary_types = sorted(set(app.api.binary_types) | set(ROUTE_CONTENT_TYPES))
 
 _cold_start = True
+# What a view adds to its request's access-log line (one line per request, written last).
+_log_details: ContextVar[dict] = ContextVar("log_details")
 
 
 @lru_cache(maxsize=1)
@@ -46,8 +49,11 @@ def get_service():
 def label_and_log(event, get_response):
     """Every answer is labelled (JSON unless a view says otherwise: Chalice leaves the header to
     API Gateway's default), carries the CORS headers its Origin is allowed, and leaves one
-    access-log line: method, path, status and duration, nothing from the body."""
+    access-log line: method, path, status and duration, nothing from the body (a view may add
+    what it decoded and how long each stage took)."""
     started = time.perf_counter()
+    details: dict = {}
+    _log_details.set(details)
     response = get_response(event)
     response.headers.setdefault("Content-Type", "application/json")
     # CORS for the allowlisted origins on every answer, errors included (chalicelib/cors.py)
@@ -57,7 +63,7 @@ def label_and_log(event, get_response):
         response.headers[name] = f"{previous}, {value}" if name == "Vary" and previous else value
     app.log.info(json.dumps({"event": "request", "method": event.method, "path": event.path,
                              "status": response.status_code,
-                             "ms": round((time.perf_counter() - started) * 1000, 1)}))
+                             "ms": round((time.perf_counter() - started) * 1000, 1), **details}))
     return response
 
 
@@ -80,8 +86,8 @@ def classify_xray():
     result = get_service().classify(upload_bytes(request),
                                     request.headers.get("content-type", ""), heatmap=heatmap)
     # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
-    app.log.info(json.dumps({"event": "classified", "cold_start": cold,
-                             "image": result["image"], "timings_ms": result["timings_ms"]}))
+    _log_details.get().update(cold_start=cold, image=result["image"],
+                              timings_ms=result["timings_ms"])
     return result
 
 

@@ -83,10 +83,10 @@ def resize_band(source: int, target: int) -> Band:
 def resize_square(square: np.ndarray, size: int) -> np.ndarray:
     """M @ square @ M.T, computed on M's band only (a transposed view: Fortran order)."""
     band = resize_band(square.shape[0], size)
-    half = np.zeros((size, square.shape[1]), dtype=np.float32)
+    half = np.empty((size, square.shape[1]), dtype=np.float32)  # every row block is written
     for rows, columns, block in band:
         np.matmul(block, square[columns], out=half[rows])
-    resized_t = np.zeros((size, size), dtype=np.float32)  # (M @ half.T), transposed at the end
+    resized_t = np.empty((size, size), dtype=np.float32)  # (M @ half.T), transposed at the end
     half_t = half.T
     for rows, columns, block in band:
         np.matmul(block, half_t[columns], out=resized_t[rows])

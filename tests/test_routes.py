@@ -113,3 +113,20 @@ def test_model_route_serves_the_manifest(client):
     assert manifest["weights"]["format"] == "safetensors"
     assert "never trained" in manifest["provenance"]["source"]
     assert manifest["trained"] is False
+
+
+def test_each_request_leaves_one_log_line_without_pixels_or_findings(client, caplog):
+    # given a classification and a refused upload
+    with caplog.at_level("INFO", logger="chest-xray"):
+        post(client, PNG_CARDIOMEGALY.read_bytes(), "image/png")
+        post(client, b"not an image", "image/png")
+    # then each left exactly one access line; the classification's says what was decoded and
+    # how long each stage took, and nothing of the pixels or the findings
+    lines = [json.loads(record.getMessage()) for record in caplog.records
+             if record.name == "chest-xray"]
+    assert [(line["path"], line["status"]) for line in lines] == [("/xray", 200), ("/xray", 415)]
+    classified, refused = lines
+    assert classified["image"]["format"] == "png" and set(classified["timings_ms"]) == TIMINGS
+    assert isinstance(classified["cold_start"], bool) and "timings_ms" not in refused
+    text = caplog.text
+    assert "Cardiomegaly" not in text and "probability" not in text
