@@ -66,11 +66,11 @@ def export_graph(network: Any, in_channels: int, size: int, weights: bytes,
     return graph.SerializeToString()
 
 
-def batchnorm_as_depthwise_conv(model: Any) -> int:
+def batchnorm_as_depthwise_conv(model: Any) -> None:
     """Rewrites, in place, each BatchNormalization whose input no Conv produces into
     Conv(x, W, B, group=C) with W = reshape(gamma / sqrt(var + eps), [C, 1, 1, 1]) and
     B = beta - mean * gamma / sqrt(var + eps), computed by graph nodes from the same four
-    parameters (so every initializer still points into the weights file). Returns the count."""
+    parameters (so every initializer still points into the weights file)."""
     from onnx import TensorProto, helper
 
     graph = model.graph
@@ -87,7 +87,7 @@ def batchnorm_as_depthwise_conv(model: Any) -> int:
         source = producers.get(node.input[0])
         return source is not None and source.op_type == "Conv"
 
-    rewritten, nodes = 0, []
+    nodes = []
     for node in graph.node:
         if node.op_type != "BatchNormalization" or follows_conv(node):
             nodes.append(node)
@@ -110,10 +110,8 @@ def batchnorm_as_depthwise_conv(model: Any) -> int:
             helper.make_node("Conv", [x, out("weight"), out("bias")], list(node.output),
                              name=name, group=channels(gamma), kernel_shape=[1, 1]),
         ]
-        rewritten += 1
     del graph.node[:]
     graph.node.extend(nodes)
-    return rewritten
 
 
 def checked_graph(network: Any, in_channels: int, size: int, weights: bytes,
