@@ -6,7 +6,7 @@ min/max, so an under-exposed film stays under-exposed, as it does in torchxrayvi
 Uploads are untrusted: Pillow parses every PNG and JPEG header and only its PNG and JPEG decoders
 may run, sizes are checked from the header before any pixel is decoded, and every failure is a
 client error with a message the uploader can act on. The pixel data of plain grayscale PNGs is
-inflated by ISA-L instead, twice as fast (chalicelib/png.py); whatever that path does not take,
+inflated by libdeflate instead, twice as fast (chalicelib/png.py); what that path does not take,
 Pillow decodes. Nothing here logs pixel data or DICOM fields.
 """
 import io
