@@ -4,6 +4,8 @@ their tables and writes build/benchmarks/<name>.json.
     warm         ours vs the naive serving path at 1 and 2 CPUs: warm latency (PNG, JPEG, DICOM
                  through the Lambda handler), bare forward, cold start, peak RSS, the CPU floor
     cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
+    candidates   the forward-pass candidates (eager, channels_last, TorchScript, oneDNN,
+                 torch.export, onnxruntime) at 1 and 2 CPUs
 """
 import argparse
 import json
@@ -12,12 +14,12 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import cold_start_cli, warm
+from benchmarks import candidates, cold_start_cli, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
-BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli}
+BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates}
 
 
 def main(argv=None) -> None:
