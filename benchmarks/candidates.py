@@ -1,6 +1,7 @@
-"""`python -m benchmarks candidates`: the forward-pass candidates the issue names, on our DenseNet-121
-with the demo weights and one real preprocessed radiograph, at 1 and 2 CPUs. Each candidate runs
-in its own process pinned to those CPUs, so none inherits another's threads or caches:
+"""`python -m benchmarks candidates`: the forward-pass candidates the issue names, on our
+DenseNet-121 with the demo weights and one real preprocessed radiograph, at 1 and 2 CPUs. Each
+candidate runs in its own process pinned to those CPUs, so none inherits another's threads or
+caches:
 
     eager            torch eager fp32, inference_mode (what the naive path runs)
     channels_last    the same, weights and input in channels-last memory format
@@ -10,9 +11,10 @@ in its own process pinned to those CPUs, so none inherits another's threads or c
     torch.export     torch.export.export(...).module()
     onnxruntime      the served backend: the model's ONNX graph (chalicelib/backends.py)
 
-Prints, for each: forward p50 and p95, speed-up over eager, how long the candidate took to
-prepare (weights, then trace, freeze, export or session; torch's import not counted) and its
-first call, and the largest difference of its probabilities from eager's.
+Two passes run every candidate in turn; each keeps its faster pass. Prints, for each: forward
+p50 and p95, speed-up over eager, how long the candidate took to prepare (weights, then trace,
+freeze, export or session; torch's import not counted) and its first call, and the largest
+difference of its probabilities from eager's.
 
     python -m benchmarks.candidates NAME CPUS WORKDIR REPS   (one candidate; the parent's job)
 """
@@ -35,7 +37,9 @@ MARK = "@@candidate "
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("candidates")
     group.add_argument("--candidate-reps", type=int, default=30,
-                       help="timed forwards per candidate and CPU count (default 30)")
+                       help="timed forwards per candidate process (default 30)")
+    group.add_argument("--candidate-passes", type=int, default=2,
+                       help="passes over all candidates; each keeps its fastest (default 2)")
 
 
 def _prepare(name: str, network: Any, example: Any, torch: Any) -> Callable[[Any], Any]:
@@ -112,9 +116,16 @@ def run(args):
     work = args.out / "candidates-work"
     prepare(work)  # the demo model and the radiographs, as the warm benchmark uses them
     _write_batch(work)
-    report: Dict[str, Any] = {"reps": args.candidate_reps, "by_cpus": {}}
+    report: Dict[str, Any] = {"reps": args.candidate_reps, "passes": args.candidate_passes,
+                              "by_cpus": {}}
     for cpus in CPU_COUNTS:
-        rows = {name: _run_child(name, cpus, work, args.candidate_reps) for name in CANDIDATES}
+        # Passes over all candidates in turn, each candidate's fastest pass kept: on this
+        # shared machine a busy stretch only ever slows a run, and it hits each pass elsewhere.
+        passes = [{name: _run_child(name, cpus, work, args.candidate_reps) for name in CANDIDATES}
+                  for _ in range(args.candidate_passes)]
+        rows = {name: min((found[name] for found in passes),
+                          key=lambda row: row.get("p50", float("inf")))
+                for name in CANDIDATES}
         reference = rows["eager"].get("outputs")
         for row in rows.values():
             outputs = row.pop("outputs", None)
@@ -140,7 +151,8 @@ def _write_batch(work: Path) -> None:
 
 def table(report: Dict[str, Any]) -> str:
     lines = [f"Forward-pass candidates: DenseNet-121, batch 1, 224x224, fp32; "
-             f"{report['reps']} timed forwards each",
+             f"{report['reps']} timed forwards per process, the faster of "
+             f"{report['passes']} passes",
              "",
              f"{'cpus':>4} {'candidate':20} {'p50 ms':>8} {'p95 ms':>8} {'vs eager':>9} "
              f"{'prepare ms':>11} {'first call ms':>14} {'max |dp|':>9}"]

@@ -30,7 +30,8 @@ def test_the_candidates_benchmark_measures_each_and_none_changes_the_answers(tmp
     # given the forward-pass candidates at their smallest size
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "candidates", "--candidate-reps", "1",
-         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=900)
+         "--candidate-passes", "1", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
     # when they have run
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "candidates.json").read_text())
