@@ -22,7 +22,7 @@ from chalicelib.errors import (InvalidImage, PayloadTooLarge, UnclassifiableImag
                                UnsupportedImageType)
 from chalicelib.formats import (CONTENT_TYPE_OF_FORMAT, DICOM, FORMAT_OF_CONTENT_TYPE,
                                 MISTAKEN_CONTENT_TYPES, PNG, media_type, sniff)
-from chalicelib.png import gray_png_pixels
+from chalicelib.png import gray_png_samples
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +117,9 @@ def _decode_pillow(body: bytes, fmt: str, limits: Limits) -> DecodedImage:
                                   f"(a decompression bomb?).") from None
     check_pixel_count(img.width, img.height, limits)
     mode = img.mode
-    fast = gray_png_pixels(body, img) if fmt == PNG else None
+    fast = gray_png_samples(body, img) if fmt == PNG else None
     if fast is not None:
-        pixels, bits = fast
+        pixels, bits = _unit(*fast)
     else:
         ImageOps.exif_transpose(img, in_place=True)  # decodes; turns it only if EXIF says so
         pixels, bits = _gray_unit(img)
@@ -128,15 +128,20 @@ def _decode_pillow(body: bytes, fmt: str, limits: Limits) -> DecodedImage:
 
 def _gray_unit(img: Any) -> Tuple[np.ndarray, int]:
     """One channel in [0, 1]. Colour becomes the mean of R, G and B (what torchxrayvision's
-    examples do); alpha is ignored, as an X-ray has no meaningful transparency. Integers become
-    float32 and are scaled in one pass (the same values as converting, then dividing)."""
+    examples do); alpha is ignored, as an X-ray has no meaningful transparency."""
     mode = img.mode
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit PNG: scale the whole 16-bit range to [0, 1]; converting to "L" would clip.
-        return np.divide(np.asarray(img), np.float32(65535), dtype=np.float32), 16
+        return _unit(np.asarray(img), 16)
     if mode in ("1", "LA", "La"):
         img = img.convert("L")
     elif mode != "L":  # P, PA, RGB, RGBA, CMYK, YCbCr, LAB...
         rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
         return rgb.mean(axis=2) / 255.0, 8
-    return np.divide(np.asarray(img), np.float32(255), dtype=np.float32), 8
+    return _unit(np.asarray(img), 8)
+
+
+def _unit(samples: np.ndarray, bits: int) -> Tuple[np.ndarray, int]:
+    """Integer samples as float32 in [0, 1], scaled by the full range of `bits`, in one pass
+    (the same values as converting, then dividing); and `bits`."""
+    return np.divide(samples, np.float32(2 ** bits - 1), dtype=np.float32), bits

@@ -23,9 +23,9 @@ TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 EXIF_KEYWORD = b"Raw profile type exif\0"  # ImageMagick's EXIF in a text chunk; Pillow reads it
 
 
-def gray_png_pixels(body: bytes, img: Any) -> Optional[Tuple[np.ndarray, int]]:
-    """(pixels as float32 in [0, 1], bits per sample) of the PNG Pillow opened as img, or None
-    when this path does not take the file."""
+def gray_png_samples(body: bytes, img: Any) -> Optional[Tuple[np.ndarray, int]]:
+    """(samples, bits per sample) of the PNG Pillow opened as img: uint8, or big-endian uint16
+    for 16 bits, shape (height, width). None when this path does not take the file."""
     bytes_per_pixel = _bytes_per_pixel(img)
     if bytes_per_pixel is None:
         return None
@@ -36,9 +36,7 @@ def gray_png_pixels(body: bytes, img: Any) -> Optional[Tuple[np.ndarray, int]]:
     if rows is None:
         return None
     samples = _unfilter(rows, bytes_per_pixel)
-    if bytes_per_pixel == 2:
-        return np.divide(samples.view(">u2"), np.float32(65535), dtype=np.float32), 16
-    return np.divide(samples, np.float32(255), dtype=np.float32), 8
+    return (samples.view(">u2"), 16) if bytes_per_pixel == 2 else (samples, 8)
 
 
 def _bytes_per_pixel(img: Any) -> Optional[int]:

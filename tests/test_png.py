@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from chalicelib import png
-from chalicelib.decoding import Limits, _gray_unit, decode
+from chalicelib.decoding import Limits, _gray_unit, _unit, decode
 from chalicelib.errors import InvalidImage
 from tests.conftest import PNG_CARDIOMEGALY, PNG_NOFINDING
 
@@ -61,7 +61,9 @@ def pillow_pixels(body: bytes) -> np.ndarray:
 
 
 def fast_pixels(body: bytes):
-    return png.gray_png_pixels(body, Image.open(io.BytesIO(body)))
+    """(pixels in [0, 1], bits) as decoding scales the fast path's samples, or None."""
+    fast = png.gray_png_samples(body, Image.open(io.BytesIO(body)))
+    return None if fast is None else _unit(*fast)
 
 
 def sample_image(dtype=np.uint8, shape=(37, 41)) -> np.ndarray:
