@@ -138,15 +138,13 @@ def run(args):
 
 
 def _write_batch(work: Path) -> None:
-    """The model input of the NIH PNG, made by our own pipeline (the candidates share it)."""
+    """The warm benchmark's model input (the candidates share it)."""
     import numpy as np
 
-    from chalicelib.decoding import Limits, decode
+    from benchmarks.warm_worker import png_model_input
     from chalicelib.model import load_classifier
     classifier = load_classifier(work / "efs" / "models" / "current", None, "onnxruntime")
-    body = (work / "nih_00000001_000_cardiomegaly.png").read_bytes()
-    pixels = decode(body, "image/png", Limits(40_000_000, 32)).pixels
-    np.save(work / "batch.npy", classifier.preprocess(pixels))
+    np.save(work / "batch.npy", png_model_input(classifier, str(work)))
 
 
 def table(report: Dict[str, Any]) -> str:
