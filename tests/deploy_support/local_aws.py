@@ -2,13 +2,13 @@
 would have created before deploying."""
 import contextlib
 import logging
-import socket
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List
 
 import boto3
 
+from tests.conftest import free_port
 from tests.deploy_support.moto_shim import moto_shim
 
 REGION = "us-east-1"
@@ -31,12 +31,6 @@ class LocalAws:
         return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
                             aws_access_key_id="testing", aws_secret_access_key="testing",
                             aws_session_token="testing")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
