@@ -7,7 +7,7 @@ model. torch: the reference, and what computes gradients for the heatmap.
 """
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
@@ -59,13 +59,18 @@ def build_torch_network(manifest: Any, weights: bytes, torch: Any) -> Any:
     state = load_safetensors(weights)
     with torch.device("meta"):  # no random init: every parameter comes from the file
         network = build(num_classes=len(manifest.labels), **architecture)
-    missing = sorted(set(network.state_dict()) - set(state))
-    unexpected = sorted(set(state) - set(network.state_dict()))
+    missing, unexpected = key_mismatch(network, state)
     if missing or unexpected:
         raise ManifestError(f"the weights do not fit {manifest.architecture['name']}: missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]}")
     network.load_state_dict(state, strict=True, assign=True)
     return network.eval()
+
+
+def key_mismatch(network: Any, state: Dict[str, Any]) -> Tuple[List[str], List[str]]:
+    """The state-dict keys the network has and the weights lack, and the reverse."""
+    expected = set(network.state_dict())
+    return sorted(expected - set(state)), sorted(set(state) - expected)
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from chalicelib.backends import key_mismatch
 from chalicelib.settings import LOCAL_EFS_ROOT
 from chalicelib.store import point_current, write_model
 from vendor_efs.demo_model import XRV_LABELS, XRV_PREPROCESSING
@@ -105,8 +106,7 @@ def build_network(architecture: str, state: Dict[str, Any]) -> Tuple[Any, Dict[s
         raise ImportFailed(f"these weights are not a {architecture}: no {missing} "
                            f"(first keys: {list(state)[:3]})") from None
     network = build(**shape)
-    missing = sorted(set(network.state_dict()) - set(state))
-    unexpected = sorted(set(state) - set(network.state_dict()))
+    missing, unexpected = key_mismatch(network, state)
     if missing or unexpected:
         raise ImportFailed(f"the weights do not fit {architecture}: missing {missing[:4]}, "
                            f"unexpected {unexpected[:4]}")
