@@ -11,9 +11,9 @@ from functools import lru_cache
 
 from chalice import Chalice, Response
 
-from chalicelib import cors
-from chalicelib.formats import ROUTE_CONTENT_TYPES
+from chalicelib.imaging.formats import ROUTE_CONTENT_TYPES
 from chalicelib.settings import Settings
+from chalicelib.web import cors
 
 app = Chalice(app_name="chest-xray")
 app.debug = False  # never send tracebacks to clients
@@ -34,7 +34,7 @@ def get_settings() -> Settings:
 
 @lru_cache(maxsize=1)
 def get_model():
-    from chalicelib.model import LazyModel
+    from chalicelib.inference.lazy import LazyModel
     settings = get_settings()
     return LazyModel(settings.model_path, settings.packages_path, settings.backend)
 
@@ -56,7 +56,7 @@ def label_and_log(event, get_response):
     _log_details.set(details)
     response = get_response(event)
     response.headers.setdefault("Content-Type", "application/json")
-    # CORS for the allowlisted origins on every answer, errors included (chalicelib/cors.py)
+    # CORS for the allowlisted origins on every answer, errors included (chalicelib/web/cors.py)
     for name, value in cors.response_headers(event.headers.get("origin"),
                                              get_settings().cors_origins).items():
         previous = response.headers.get(name)
@@ -69,8 +69,9 @@ def label_and_log(event, get_response):
 
 @app.route("/", methods=["GET"])
 def upload_page():
-    """The upload page (chalicelib/page.html): pick or drop an X-ray, see findings and heatmap."""
-    from chalicelib import page
+    """The upload page (chalicelib/web/page.html): pick or drop an X-ray, see findings and
+    heatmap."""
+    from chalicelib.web import page
     max_bytes = get_settings().max_upload_bytes
     return Response(body=page.render(max_bytes), headers=dict(page.headers(max_bytes)))
 
@@ -82,7 +83,7 @@ def classify_xray():
     request = app.current_request
     cold, _cold_start = _cold_start, False
     heatmap = (request.query_params or {}).get("heatmap")
-    from chalicelib.uploads import upload_bytes
+    from chalicelib.web.uploads import upload_bytes
     result = get_service().classify(upload_bytes(request),
                                     request.headers.get("content-type", ""), heatmap=heatmap)
     # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
@@ -95,7 +96,7 @@ def classify_xray():
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
     request = app.current_request
-    from chalicelib.uploads import upload_bytes
+    from chalicelib.web.uploads import upload_bytes
     return get_service().preview(upload_bytes(request), request.headers.get("content-type", ""))
 
 
@@ -108,7 +109,7 @@ def health():
 @app.route("/model", methods=["GET"])
 def model_manifest():
     from chalicelib.errors import ModelUnavailable
-    from chalicelib.store import ManifestError, read_manifest
+    from chalicelib.inference.store import ManifestError, read_manifest
     model = get_model()
     manifest = model.loaded_manifest()
     if manifest is None:  # not loaded yet: the manifest alone is cheap and needs no torch
@@ -120,7 +121,7 @@ def model_manifest():
 
 
 # CORS preflight, answered by the function itself (not by API Gateway's MOCK integration that
-# Chalice's cors=True generates, which can only name one origin): see chalicelib/cors.py.
+# Chalice's cors=True generates, which can only name one origin): see chalicelib/web/cors.py.
 @app.route("/xray", methods=["OPTIONS"])
 @app.route("/preview", methods=["OPTIONS"])
 @app.route("/health", methods=["OPTIONS"])
@@ -132,9 +133,9 @@ def preflight():
         return Response(body="", status_code=204, headers={"Allow": cors.ALLOWED_METHODS})
     headers = cors.preflight_headers(origin, get_settings().cors_origins)
     if headers is None:  # the middleware adds no Access-Control-Allow-Origin either
-        return Response(body={"Code": "OriginNotAllowed",
-                              "Message": f"Origin {origin} may not call this API from a browser "
-                                         f"(see XRAY_CORS_ORIGINS)."}, status_code=403)
+        from chalicelib.errors import OriginNotAllowed
+        raise OriginNotAllowed(f"Origin {origin} may not call this API from a browser "
+                               f"(see XRAY_CORS_ORIGINS).")
     return Response(body="", status_code=204, headers=headers)
 
 

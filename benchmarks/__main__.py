@@ -23,8 +23,10 @@ BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidat
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", help=f"which benchmarks (default: all of {', '.join(BENCHMARKS)})")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*",
+                        help=f"which benchmarks (default: all of {', '.join(BENCHMARKS)})")
     parser.add_argument("--out", type=Path, default=OUT, help="where the JSON goes (%(default)s)")
     for module in BENCHMARKS.values():
         module.add_arguments(parser)

@@ -9,7 +9,7 @@ caches:
     torchscript+onednn   the frozen trace passed through torch.jit.optimize_for_inference, which
                      folds batch-norms into convolutions and runs them as oneDNN (MKLDNN) ops
     torch.export     torch.export.export(...).module()
-    onnxruntime      the served backend: the model's ONNX graph (chalicelib/backends.py)
+    onnxruntime      the served backend: the model's ONNX graph (chalicelib/inference/backends.py)
 
 Two passes run every candidate in turn; each keeps its faster pass. Prints, for each: forward
 p50 and p95, speed-up over eager, how long the candidate took to prepare (weights, then trace,
@@ -60,7 +60,7 @@ def measure_one(name: str, cpus: int, work: Path, reps: int) -> Dict[str, Any]:
     """In the child: build the candidate, time it, answer its figures and outputs."""
     import numpy as np
 
-    from chalicelib.model import load_classifier
+    from chalicelib.inference.classifier import load_classifier
     batch = np.load(work / "batch.npy")
     backend = "onnxruntime" if name == "onnxruntime" else "torch"
     if backend == "torch":
@@ -142,7 +142,7 @@ def _write_batch(work: Path) -> None:
     import numpy as np
 
     from benchmarks.warm_worker import png_model_input
-    from chalicelib.model import load_classifier
+    from chalicelib.inference.classifier import load_classifier
     classifier = load_classifier(work / "efs" / "models" / "current", None, "onnxruntime")
     np.save(work / "batch.npy", png_model_input(classifier, str(work)))
 

@@ -6,7 +6,7 @@ a PNG, with torch taken from each payload variant:
               pip's timestamp pycs), imported in place (on EFS on Lambda)
     naive-copied  the same tree copied without keeping mtimes (as many upload paths do): its
               timestamp pycs no longer match, so every cold start compiles from source
-    stripped  build_runtime's tree (pinned, stripped, unchecked-hash pycs), imported in place
+    stripped  vendor_efs.runtime's tree (pinned, stripped, unchecked-hash pycs), imported in place
     archive   the stripped tree as one uncompressed tar, unpacked to a fresh /tmp folder by the
               function and imported from there
     archive-py  the same without the shared libraries: the tar holds the Python files and, for
@@ -24,21 +24,17 @@ asked of the file system under the EFS folder, from strace (opens, path lookups,
 listings, bytes read); bytes actually pulled from it including mmap page faults (mincore);
 and an estimate of the extra time on EFS from published figures (see EFS_FIGURES).
 """
-import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Dict, List
 
 from benchmarks import pagecache, syscalls
+from lambda_sim.probe import base_python, probe_command, run_probe
 
 REPO = Path(__file__).resolve().parent.parent
-PROBE = REPO / "vendor_efs" / "probe_runtime.py"
 IMAGE = REPO.parent / "shared" / "fixtures" / "cxr" / "nih_00000001_000_cardiomegaly.png"
 VARIANTS = ("naive", "naive-copied", "stripped", "archive", "archive-py", "archive-py-tmpfs")
 TMPFS = Path("/dev/shm")
@@ -50,41 +46,6 @@ MIB = 1024 * 1024
 # Provisioned; 1,500 MiB/s with Elastic throughput). Each open, uncached path lookup and directory
 # read is taken as one round trip; the client's attribute cache is assumed to answer repeats.
 EFS_FIGURES = {"latency_ms": (0.25, 1.0), "throughput_mib_s": 500}
-
-
-def base_python() -> str:
-    """The interpreter the venv was made from: `-I -S` then sees no site-packages at all."""
-    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-
-
-def probe_command(app_dir: Path, efs_root: Path, packages: Path = None, archive: Path = None,
-                  extract_to: Path = None, record_opens: bool = False) -> List[str]:
-    command = [base_python(), "-I", "-S", "-B", str(PROBE), "--app", str(app_dir),
-               "--efs-root", str(efs_root), "--image", str(IMAGE)]
-    if packages is not None:
-        command += ["--packages", str(packages)]
-    if archive is not None:
-        command += ["--archive", str(archive), "--extract-to", str(extract_to)]
-    if record_opens:
-        command.append("--record-opens")
-    return command
-
-
-def last_json(stdout: str) -> Dict:
-    """The probe prints one JSON line last (the app's own log lines come before it)."""
-    return json.loads(stdout.strip().splitlines()[-1])
-
-
-def run_probe(command: List[str]) -> Dict:
-    launch = time.time_ns()
-    done = subprocess.run(command + ["--launch-ns", str(launch)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
-    wall = (time.time_ns() - launch) / 1e6
-    if done.returncode != 0:
-        raise RuntimeError(f"cold-start probe failed:\n{done.stderr[-3000:]}")
-    result = last_json(done.stdout)
-    result["ms"]["process_exit"] = wall
-    return result
 
 
 def _is_elf(path: Path) -> bool:
@@ -140,11 +101,12 @@ class Variant:
 
     def command(self, app_dir: Path, store: Path, run: int, record_opens=False) -> List[str]:
         if self.archive is None:
-            return probe_command(app_dir, store, packages=self.efs, record_opens=record_opens)
+            return probe_command(app_dir, store, IMAGE, packages=self.efs,
+                                 record_opens=record_opens)
         extract = self.tmp / f"packages-{run}"
         shutil.rmtree(extract, ignore_errors=True)
         extract.parent.mkdir(parents=True, exist_ok=True)
-        return probe_command(app_dir, store, archive=self.archive, extract_to=extract,
+        return probe_command(app_dir, store, IMAGE, archive=self.archive, extract_to=extract,
                              record_opens=record_opens)
 
     def cleanup(self) -> None:
@@ -159,7 +121,7 @@ def efs_estimate_ms(round_trips: int, pulled_bytes: int) -> Dict[str, float]:
 
 def measure(app_dir: Path, store: Path, naive: Path, stripped: Path, work: Path,
             repeat: int = 5, trace: bool = True, log=print) -> Dict:
-    from vendor_efs.build_runtime import stripped_by_rules, tree_stats
+    from vendor_efs.runtime.build import stripped_by_rules, tree_stats
     variants = [Variant(name, work, naive, stripped) for name in VARIANTS
                 if not name.endswith("-tmpfs") or TMPFS.is_dir()]
     runs: Dict[str, List[Dict]] = {v.name: [] for v in variants}
@@ -234,15 +196,19 @@ def table(report: Dict) -> str:
         line("  import app (chalice)", lambda e: f"{e['ms_median']['import_app']:,.0f}"),
         line("  import torch", lambda e: f"{e['ms_median']['import_torch']:,.0f}"),
         line("  model load", lambda e: f"{e['ms_median']['model_load']:,.0f}"),
-        line("  decode + preprocess", lambda e: f"{e['ms_median']['decode'] + e['ms_median']['preprocess']:,.0f}"),
+        line("  decode + preprocess",
+             lambda e: f"{e['ms_median']['decode'] + e['ms_median']['preprocess']:,.0f}"),
         line("  first inference", lambda e: f"{e['ms_median']['inference']:,.0f}"),
-        line("bytes pulled from EFS folder (MB)", lambda e: f"{e['pulled_bytes_median'] / 1e6:,.1f}"),
+        line("bytes pulled from EFS folder (MB)",
+             lambda e: f"{e['pulled_bytes_median'] / 1e6:,.1f}"),
         line("bytes read() by process (MB)", lambda e: f"{e['read_bytes_io_median'] / 1e6:,.1f}"),
     ]
     if all("fs" in e for e in v.values()):
         rows += [
-            line("EFS opens (failed)", lambda e: f"{e['fs']['opens']:,} ({e['fs']['failed_opens']})"),
-            line("EFS path lookups (unique paths)", lambda e: f"{e['fs']['lookups']:,} ({e['fs']['unique_lookups']:,})"),
+            line("EFS opens (failed)",
+                 lambda e: f"{e['fs']['opens']:,} ({e['fs']['failed_opens']})"),
+            line("EFS path lookups (unique paths)",
+                 lambda e: f"{e['fs']['lookups']:,} ({e['fs']['unique_lookups']:,})"),
             line("EFS directory reads", lambda e: f"{e['fs']['listdirs']:,}"),
             line("EFS bytes read() (MB)", lambda e: f"{e['fs']['bytes_read'] / 1e6:,.1f}"),
             line("EFS round trips (opens+unique+dirs)", lambda e: f"{e['fs']['round_trips']:,}"),
@@ -251,5 +217,6 @@ def table(report: Dict) -> str:
             rows.append(line(f"+ on EFS at {latency} ms, "
                              f"{EFS_FIGURES['throughput_mib_s']} MiB/s (est.)",
                              lambda e, k=f"{latency}ms": f"+{e['efs_extra_ms_estimate'][k]:,}"))
-    rows.append(line("max |p - p(stripped)|", lambda e: f"{e['max_probability_difference_vs_stripped']:.1e}"))
+    rows.append(line("max |p - p(stripped)|",
+                     lambda e: f"{e['max_probability_difference_vs_stripped']:.1e}"))
     return "\n".join(rows)

@@ -15,7 +15,7 @@ def add_arguments(parser) -> None:
     group.add_argument("--no-trace", action="store_true", help="skip the strace run")
     group.add_argument("--naive-tree", type=Path, help="an existing naive tree to measure")
     group.add_argument("--stripped-tree", type=Path,
-                       help="an existing build_runtime tree (e.g. build/efs/packages)")
+                       help="an existing vendor_efs.runtime tree (e.g. build/efs/packages)")
     group.add_argument("--wheels", type=Path, default=Path("/opt/wheels"),
                        help="folder with a torch CPU wheel to build the trees from, when not "
                             "given (default %(default)s)")
@@ -24,8 +24,8 @@ def add_arguments(parser) -> None:
 
 
 def _build_trees(args, log):
-    from vendor_efs.build_runtime import build, format_report
-    from vendor_efs.local_runtime import local_build
+    from vendor_efs.runtime.build import build, format_report
+    from vendor_efs.runtime.local_wheel import local_build
     built = {}
     for kind, given in (("naive", args.naive_tree), ("stripped", args.stripped_tree)):
         tree = WORK / f"packages-{kind}"
@@ -47,8 +47,8 @@ def run(args):
     WORK.mkdir(parents=True, exist_ok=True)
     trees = _build_trees(args, log)
     app_dir = WORK / "app"
-    from vendor_efs.app_runtime import build_app_tree
-    from vendor_efs.demo_model import install_demo
+    from lambda_sim.task_root import build_app_tree
+    from vendor_efs.models.demo import install_demo
     shutil.rmtree(app_dir, ignore_errors=True)  # always the current app code
     build_app_tree(app_dir)
     store = WORK / "efs"

@@ -37,7 +37,7 @@ def add_arguments(parser) -> None:
 def prepare(work: Path) -> None:
     from PIL import Image
 
-    from vendor_efs.demo_model import install_demo
+    from vendor_efs.models.demo import install_demo
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     version = install_demo(work / "efs" / "models")
@@ -58,7 +58,7 @@ def densenet_gflop() -> float:
     """Multiply-adds of every conv and linear layer at 224x224, times two."""
     import torch
 
-    from chalicelib.densenet import DenseNet
+    from chalicelib.inference.architectures.densenet import DenseNet
     network, macs = DenseNet(num_classes=18).eval(), [0]
 
     def count(module, inputs, output):

@@ -16,13 +16,14 @@ their latencies; "0" answers the outputs and peak RSS and exits. The parent alte
 sides in short rounds, so that a slow stretch of this shared machine hits both alike.
 Answers are printed as one line starting with MARK (the app's own log lines go to stdout too).
 """
-import base64
 import json
 import os
 import resource
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
+
+from lambda_sim.events import proxy_event
 
 STARTED = time.perf_counter()
 MARK = "@@benchmark "
@@ -43,20 +44,33 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def event(body: bytes, content_type: str) -> dict:
-    path = "/xray"
-    return {"resource": path, "path": path, "httpMethod": "POST",
-            "headers": {"Content-Type": content_type}, "multiValueHeaders": {},
-            "queryStringParameters": None, "multiValueQueryStringParameters": None,
-            "pathParameters": None, "stageVariables": None,
-            "requestContext": {"resourcePath": path, "httpMethod": "POST", "stage": "api"},
-            "body": base64.b64encode(body).decode(), "isBase64Encoded": True}
+def import_first_request(app: Any) -> str:
+    """Imports what a first PNG or JPEG classification runs on (the base64 decoder, Pillow's core
+    and the plugins Image.open loads first, the decoders, numpy and the model's backend) and
+    names the backend: the "import" phase of a cold start, so that the first answer hides no
+    import. A DICOM upload also imports pydicom, on its first use."""
+    from PIL import Image, ImageOps  # noqa: F401
+
+    app.get_service()  # the request pipeline: the decoders, numpy, libdeflate
+    import chalicelib.web.uploads  # noqa: F401  (the routes' base64 decoder, pybase64)
+    from chalicelib.inference.classifier import choose_backend
+    from chalicelib.inference.store import read_manifest
+    from chalicelib.inference.torch_import import import_torch
+    Image.preinit()
+    settings = app.get_settings()
+    backend = choose_backend(read_manifest(settings.model_path), settings.backend)
+    if backend == "onnxruntime":
+        import onnxruntime  # noqa: F401
+    else:
+        import_torch(settings.packages_path)
+    return backend
 
 
 def png_model_input(classifier, work: str):
     """The benchmark PNG through our decoder and the model's preprocessing: the one input
     every bare forward in the benchmarks is timed on."""
-    from chalicelib.decoding import Limits, decode
+    from chalicelib.imaging.dispatch import decode
+    from chalicelib.imaging.image import Limits
     with open(os.path.join(work, IMAGES["png"]), "rb") as file:
         pixels = decode(file.read(), TYPES["png"], Limits(40_000_000, 32)).pixels
     return classifier.preprocess(pixels)
@@ -67,13 +81,14 @@ class Ours:
         os.environ["XRAY_EFS_ROOT"] = os.path.join(work, "efs")
         import app  # the handler module, as Lambda's init phase imports it
         imported_app = time.perf_counter()
-        app.get_service().import_runtime()  # what the first request imports: Pillow, onnxruntime
+        import_first_request(app)  # what the first request imports: Pillow, onnxruntime
         imported = time.perf_counter()
         self.classifier = app.get_model().get()
         loaded = time.perf_counter()
         bodies = {kind: open(os.path.join(work, name), "rb").read()
                   for kind, name in IMAGES.items()}
-        self.events = {kind: event(body, TYPES[kind]) for kind, body in bodies.items()}
+        self.events = {kind: proxy_event("POST", "/xray", body, TYPES[kind])
+                       for kind, body in bodies.items()}
         first = app.app(self.events["png"], None)
         assert first["statusCode"] == 200, first["body"]
         self.cold = {"import_ms": round((imported - STARTED) * 1000, 1),

@@ -1,13 +1,15 @@
-"""The loader function: puts an archive from S3 onto the EFS file system, verified, and then
-(on request) switches the pointer to it. It runs inside the VPC with EFS mounted, invoked by
-`python -m vendor_efs.ship`; the API function never writes to EFS.
+"""The loader function (`efs_loader`): puts an archive from S3 onto the EFS file system, verified,
+and then (on request) switches the pointer to it. It runs inside the VPC with EFS mounted,
+invoked by `python -m vendor_efs.ship`; the API function never writes to EFS. ("Loader" means
+this function only; the model is *loaded* by inference.lazy, which has no loader of its own.)
 
     runtime archive -> <root>/runtime/<id>/                 pointer: <root>/packages
     model archive   -> <root>/models/<name>/<version>/      pointer: <root>/models/current
 
-Each archive carries `.efs-manifest.json` (every file's sha256). The archive's own sha256 is
-checked while it streams from S3 (nothing is staged in /tmp), then every extracted file; only a
-fully verified tree is renamed into place, and installed versions are never overwritten.
+Each archive carries its listing, `.efs-manifest.json` (every file's sha256; the file keeps that
+name on EFS). The archive's own sha256 is checked while it streams from S3 (nothing is staged
+in /tmp), then every extracted file; only a fully verified tree is renamed into place, and
+installed versions are never overwritten.
 """
 import hashlib
 import json
@@ -17,7 +19,7 @@ import shutil
 import tarfile
 import uuid
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Optional
+from typing import Any, BinaryIO, Dict, Optional, cast
 
 LISTING = ".efs-manifest.json"
 _SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -63,7 +65,7 @@ def install(stream: BinaryIO, expected_sha256: str, efs_root: Path, use: bool) -
     staging.mkdir(parents=True)
     try:
         reader = _HashingReader(stream)
-        with tarfile.open(fileobj=reader, mode="r|gz") as archive:
+        with tarfile.open(fileobj=cast(BinaryIO, reader), mode="r|gz") as archive:
             archive.extractall(staging, filter="data")  # no absolute paths, links out, devices
         while reader.read(1 << 20):  # hash any trailing bytes too
             pass
@@ -107,7 +109,7 @@ def _verify(tree: Path, files: Dict[str, str]) -> None:
 
 
 def _point(efs_root: Path, listing: Dict[str, Any], target: Path) -> None:
-    from chalicelib.store import point_current
+    from chalicelib.inference.store import point_current
     if listing["kind"] == "model":
         point_current(efs_root / "models", target)
         return

@@ -1,12 +1,13 @@
-"""POST /xray from request bytes to response JSON, with the time each stage took."""
+"""POST /xray from request bytes to response JSON, with the time each stage took: imaging
+decodes, inference preprocesses, runs and explains, and this module puts the answer together."""
 import time
 from typing import Any, Dict, Optional
 
-from chalicelib.decoding import Limits, decode, import_decoders
 from chalicelib.errors import PayloadTooLarge
-from chalicelib.model import LazyModel
+from chalicelib.imaging.dispatch import decode
+from chalicelib.imaging.image import Limits
+from chalicelib.inference.lazy import LazyModel
 from chalicelib.settings import Settings
-
 
 # heatmap= values that mean "the most probable finding"
 TOP = ("", "top", "1", "true")
@@ -18,15 +19,8 @@ class XrayService:
         self._limits = Limits(max_pixels=settings.max_pixels, min_side=settings.min_side)
         self.model = model
 
-    def import_runtime(self) -> str:
-        """Imports what a PNG or JPEG classification runs on (the decoder, numpy and the
-        model's backend) and names the backend: the "import" phase of a cold start."""
-        import chalicelib.uploads  # noqa: F401  (the routes' base64 decoder, pybase64)
-        import_decoders()
-        return self.model.import_runtime()
-
     def preview(self, body: bytes, content_type: str) -> Dict[str, Any]:
-        from chalicelib.preview import preview
+        from chalicelib.imaging.preview import preview
         check_size(body, self._max_bytes)
         return preview(body, content_type, self._limits)
 
@@ -42,15 +36,13 @@ class XrayService:
         classifier = self.model.get()
         loaded = time.perf_counter()
         explain = heatmap is not None
-        label = None if not explain or heatmap.strip().lower() in TOP else heatmap
+        label = None if heatmap is None or heatmap.strip().lower() in TOP else heatmap
         label_index = classifier.label_index(label)  # an unknown label fails before the work
         batch = classifier.preprocess(image.pixels)
         preprocessed = time.perf_counter()
-        if explain:
-            probabilities, heatmap_member = classifier.explain(batch, label_index)
-            inference_ms = heatmap_member.pop("forward_ms")
-        else:
-            probabilities = classifier.inference(batch)
+        explained = classifier.explain(batch, label_index) if explain else None
+        probabilities = (explained.probabilities if explained is not None
+                         else classifier.inference(batch))
         inferred = time.perf_counter()
         timings = {
             "decode": _ms(started, decoded),
@@ -60,11 +52,11 @@ class XrayService:
         }
         answer = {"model": classifier.identity(), **classifier.postprocess(probabilities),
                   "image": image.describe(), "timings_ms": timings}
-        if explain:
+        if explained is not None:
             # the forward pass counts as inference; gradients, upsampling and PNG as heatmap
-            timings["inference"] = round(inference_ms, 2)
-            timings["heatmap"] = round(_ms(preprocessed, inferred) - inference_ms, 2)
-            answer["heatmap"] = heatmap_member
+            timings["inference"] = round(explained.forward_ms, 2)
+            timings["heatmap"] = round(_ms(preprocessed, inferred) - explained.forward_ms, 2)
+            answer["heatmap"] = explained.heatmap
         return answer
 
 

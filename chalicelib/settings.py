@@ -99,6 +99,7 @@ def parse_origins(raw: str) -> Tuple[str, ...]:
             continue
         if not _ORIGIN.fullmatch(entry):
             raise ValueError(f"{CORS_ORIGINS} entries must be origins like https://app.example "
-                             f"or http://localhost:3000 (no path, no trailing slash), got {entry!r}")
+                             f"or http://localhost:3000 (no path, no trailing slash), "
+                             f"got {entry!r}")
         origins.append(entry.lower())
     return tuple(dict.fromkeys(origins))

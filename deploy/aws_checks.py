@@ -109,9 +109,9 @@ def _check_nfs(ec2: Any, efs: Any, stage: str, function_groups: List[Dict[str, A
         if not inbound:
             raise DeployError(
                 f"{key(stage, 'security_group_ids')}: no NFS permission: the mount target "
-                f"{target['MountTargetId']} ({target.get('AvailabilityZoneName', '?')}) has security "
-                f"groups {', '.join(target_ids)}, none of which lets TCP {NFS_PORT} in from "
-                f"{', '.join(sorted(function_ids))}. Add an inbound rule to "
+                f"{target['MountTargetId']} ({target.get('AvailabilityZoneName', '?')}) has "
+                f"security groups {', '.join(target_ids)}, none of which lets TCP {NFS_PORT} in "
+                f"from {', '.join(sorted(function_ids))}. Add an inbound rule to "
                 f"{target_ids[0]}: TCP {NFS_PORT} from {sorted(function_ids)[0]}.")
         target_ip = [f"{target['IpAddress']}/32"] if target.get("IpAddress") else []
         outbound = any(_allows(rule, set(target_ids), target_ip)
@@ -140,7 +140,8 @@ def _allows(rule: Dict[str, Any], group_ids: Set[str], cidrs: Iterable[str]) -> 
         return False
     for allowed in rule.get("IpRanges", []):
         opening = ipaddress.ip_network(allowed["CidrIp"], strict=False)
-        if all(w.subnet_of(opening) for w in wanted):
+        if all(w.version == opening.version and w.subnet_of(opening)  # type: ignore[arg-type]
+               for w in wanted):
             return True
     return False
 

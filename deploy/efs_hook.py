@@ -17,6 +17,7 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError, WaiterError
 
 from deploy.aws_checks import check_network
+from deploy.chalice_files import function_arn
 from deploy.errors import DeployError
 from deploy.policy import CLIENT_MOUNT, CLIENT_WRITE, allows_get_object, allows_mount
 from deploy.settings import UPLOAD_PREFIX, FunctionSettings, StageSettings
@@ -33,21 +34,8 @@ class Target:
 
 def deployed_functions(project_dir: Path, stage: str, settings: StageSettings) -> Dict[str, str]:
     """Each function's ARN (by Chalice resource name) from Chalice's deployed-resources record."""
-    record = project_dir / ".chalice" / "deployed" / f"{stage}.json"
-    try:
-        resources = json.loads(record.read_text(encoding="utf-8"))["resources"]
-    except FileNotFoundError:
-        raise DeployError(f"{record} not found: stage {stage!r} has not been deployed by "
-                          "Chalice from this folder") from None
-    by_name = {r["name"]: r for r in resources}
-    arns = {}
-    for function in settings.functions:
-        found = by_name.get(function.name)
-        if found is None or found.get("resource_type") != "lambda_function":
-            raise DeployError(f"{record} lists no lambda_function {function.name!r}: deploy the "
-                              "current app.py (it declares both functions)")
-        arns[function.name] = found["lambda_arn"]
-    return arns
+    return {function.name: function_arn(project_dir, stage, function.name)
+            for function in settings.functions}
 
 
 def attach_all(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,

@@ -11,7 +11,6 @@ they are looked up with Chalice's own Config, scoped to the function, so a per-f
   its own role (policy-<stage>-loader.json), a long timeout, and reserved concurrency 1 so that
   two installs never race.
 """
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from chalice.config import Config
 
+from chalicelib.settings import EFS_ROOT as ENV_EFS_ROOT
+from chalicelib.settings import MODEL_PATH as ENV_MODEL
+from chalicelib.settings import PACKAGES_PATH as ENV_PACKAGES
+from deploy.chalice_files import CONFIG, read_config, stage_value
 from deploy.errors import DeployError
-
-CONFIG = Path(".chalice") / "config.json"
 
 # Lambda's own rule for FileSystemConfigs.LocalMountPath (one level below /mnt).
 MOUNT_PATH = re.compile(r"^/mnt/[A-Za-z0-9_.-]+$")
@@ -37,7 +38,6 @@ BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 # The key prefix vendor_efs.ship uploads under: the only objects the loader may read.
 UPLOAD_PREFIX = "efs-upload/"
-ENV_EFS_ROOT, ENV_PACKAGES, ENV_MODEL = "XRAY_EFS_ROOT", "XRAY_PACKAGES_PATH", "XRAY_MODEL_PATH"
 
 API, LOADER = "api_handler", "efs_loader"  # Chalice's resource names (app.py)
 
@@ -114,14 +114,7 @@ def policy_file_name(stage: str, function: str) -> str:
 
 def load_stage(project_dir: Path, stage: str) -> StageSettings:
     """Every problem found is reported at once, each naming its key."""
-    path = project_dir / CONFIG
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DeployError(f"{path} not found: run from the project folder or pass "
-                          "--project-dir") from None
-    except json.JSONDecodeError as error:
-        raise DeployError(f"{path} is not valid JSON: {error}") from None
+    config = read_config(project_dir)
     stages = config.get("stages") or {}
     if stage not in stages:
         raise DeployError(f"{CONFIG}: stage {stage!r} is not defined under \"stages\" "
@@ -131,10 +124,9 @@ def load_stage(project_dir: Path, stage: str) -> StageSettings:
 
 def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettings:
     problems: List[str] = []
-    own = top["stages"][stage]
 
-    def value(key: str) -> Any:  # stage-wide values: the stage, then the top level
-        return own[key] if key in own else top.get(key)
+    def value(key: str) -> Any:
+        return stage_value(top, stage, key)
 
     def report(path: str, message: str) -> None:
         problems.append(f"{CONFIG} {path}: {message}")

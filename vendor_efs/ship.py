@@ -2,7 +2,8 @@
 loader function (chalicelib/efs_loader.py), which verifies and installs it on the file system.
 
     python -m vendor_efs.ship runtime build/efs/packages --bucket MY-BUCKET --stage dev --use
-    python -m vendor_efs.ship model efs-local/models/NAME/VERSION --bucket MY-BUCKET --stage dev --use
+    python -m vendor_efs.ship model efs-local/models/NAME/VERSION --bucket MY-BUCKET --stage dev \
+        --use
 
 Progress is shown while archiving and uploading; the loader's checksum report ends the run.
 """
@@ -18,10 +19,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 from chalicelib.efs_loader import LISTING, file_sha256
+from chalicelib.inference.store import read_manifest
 from chalicelib.settings import PROJECT_ROOT
-from chalicelib.store import read_manifest
+from deploy.chalice_files import function_arn, read_config, stage_value
+from deploy.errors import DeployError
+from deploy.settings import LOADER
 
-LOADER_NAME = "efs_loader"
 Invoker = Callable[[Dict[str, Any]], Dict[str, Any]]
 
 
@@ -94,17 +97,10 @@ def lambda_invoker(stage: str, function: Optional[str]) -> Invoker:
     import boto3
 
     if function is None:
-        deployed = PROJECT_ROOT / ".chalice" / "deployed" / f"{stage}.json"
         try:
-            resources = json.loads(deployed.read_text())["resources"]
-        except (OSError, KeyError, ValueError):
-            raise SystemExit(f"{deployed} not found: deploy the stage first, or pass "
-                             f"--function") from None
-        arns = [r["lambda_arn"] for r in resources
-                if r.get("resource_type") == "lambda_function" and r["name"] == LOADER_NAME]
-        if not arns:
-            raise SystemExit(f"no {LOADER_NAME} function in {deployed}: redeploy the app")
-        function = arns[0]
+            function = function_arn(PROJECT_ROOT, stage, LOADER)
+        except DeployError as error:
+            raise SystemExit(f"{error} (or pass --function)") from None
     from botocore.config import Config
 
     # The loader may run for up to its 900 s timeout; botocore's default 60 s read timeout
@@ -123,8 +119,10 @@ def lambda_invoker(stage: str, function: Optional[str]) -> Invoker:
 
 
 def stage_bucket(stage: str) -> str:
-    config = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
-    bucket = config.get("stages", {}).get(stage, {}).get("efs_upload_bucket")
+    try:
+        bucket = stage_value(read_config(PROJECT_ROOT), stage, "efs_upload_bucket")
+    except DeployError as error:
+        raise SystemExit(str(error)) from None
     if not bucket or bucket.startswith("REPLACE"):
         raise SystemExit(f"no --bucket, and stages.{stage}.efs_upload_bucket in "
                          f".chalice/config.json is not set")

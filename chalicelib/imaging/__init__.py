@@ -1,0 +1,1 @@
+"""Bytes in, one grayscale image out. Empty on purpose: importing the package loads nothing."""

@@ -1,0 +1,184 @@
+"""The served model, after TorchServe's handler lifecycle: initialize = load_classifier() builds
+a Classifier from the manifest and safetensors weights (the sha256 is checked, nothing is
+unpickled); preprocess, inference and postprocess are its methods, explain adds a heatmap.
+Loading it once per warm container, on first use, is lazy.LazyModel's job.
+"""
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+from chalicelib.errors import InvalidParameter, ModelUnavailable
+from chalicelib.inference.store import Manifest, ManifestError, read_manifest, sha256_hex
+from chalicelib.inference.torch_import import TorchUnavailable, import_torch
+
+if TYPE_CHECKING:
+    import numpy as np
+
+UNTRAINED_WARNING = ("These weights are an untrained demo (random, seeded): the findings are "
+                     "meaningless and are not a diagnosis.")
+
+
+@dataclass
+class Explained:
+    """What Classifier.explain answers."""
+    probabilities: List[float]  # the serving backend's, as inference() gives them
+    heatmap: Dict[str, Any]     # the JSON answer's `heatmap` member
+    forward_ms: float           # the forward pass alone: what a plain classification costs
+
+
+class Classifier:
+    def __init__(self, manifest: Manifest, backend: Any, weights: bytes,
+                 packages_path: Optional[Path]) -> None:
+        from chalicelib.inference.preprocessing import RECIPES
+        self.manifest = manifest
+        self._backend = backend
+        self._weights = weights  # kept for the torch network the heatmap builds on demand
+        self._packages_path = packages_path
+        self._torch_backend: Optional[Any] = backend if backend.name == "torch" else None
+        self._torch_lock = threading.Lock()
+        self._recipe = RECIPES[manifest.preprocessing["recipe"]]
+        self._size = manifest.input_size
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    def identity(self) -> Dict[str, Any]:
+        identity = self.manifest.identity()
+        if not self.manifest.trained:
+            identity["warning"] = UNTRAINED_WARNING
+        return identity
+
+    def preprocess(self, pixels: "np.ndarray") -> "np.ndarray":
+        return self._recipe.forward(pixels, self._size)
+
+    def inference(self, batch: "np.ndarray") -> List[float]:
+        from chalicelib.inference.backends import sigmoid
+        return sigmoid(self._backend.logits(batch))[0].tolist()
+
+    def torch_backend(self) -> Any:
+        """The torch network, which computes gradients (the heatmap); with the onnxruntime
+        backend it is built from the same verified weights on the first heatmap request."""
+        with self._torch_lock:
+            if self._torch_backend is None:
+                from chalicelib.inference.backends import TorchBackend, build_torch_network
+                try:
+                    torch = import_torch(self._packages_path)
+                except TorchUnavailable as error:
+                    raise ModelUnavailable(f"Heatmaps need torch (for gradients), which cannot "
+                                           f"be loaded here: {error}. Classification without "
+                                           f"?heatmap works.") from None
+                self._torch_backend = TorchBackend(
+                    build_torch_network(self.manifest, self._weights, torch), torch)
+            return self._torch_backend
+
+    def label_index(self, wanted: Optional[str]) -> Optional[int]:
+        """A heatmap request's label -> its output index; None = the top finding.
+        Case-insensitive; unnamed (untrained) outputs cannot be asked for."""
+        if wanted is None:
+            return None
+        by_name = {label.lower(): i for i, label in enumerate(self.manifest.labels) if label}
+        index = by_name.get(wanted.strip().lower())
+        if index is None:
+            named = [label for label in self.manifest.labels if label]
+            raise InvalidParameter(f"heatmap={wanted!r} is not a label of this model. Use "
+                                   f"heatmap=top or one of: {', '.join(named)}.")
+        return index
+
+    def explain(self, batch: "np.ndarray", label: Optional[int]) -> Explained:
+        """inference() plus a Grad-CAM heatmap for output `label` (None: the most probable
+        named finding). The probabilities are always the serving backend's, so a heatmap never
+        changes the findings."""
+        from chalicelib.inference import gradcam
+        from chalicelib.inference.architectures.registry import spec
+        labels = self.manifest.labels
+        torch_backend = self.torch_backend()
+        served: Optional[List[float]] = None
+        forward_ms = 0.0
+        if torch_backend is not self._backend:
+            started = time.perf_counter()
+            served = self.inference(batch)
+            forward_ms = (time.perf_counter() - started) * 1000
+
+        def choose(probabilities: Sequence[float]) -> int:
+            if label is not None:
+                return label
+            ranked = served if served is not None else probabilities
+            return max((i for i, name in enumerate(labels) if name), key=ranked.__getitem__)
+
+        split = spec(self.manifest.architecture["name"]).gradcam_split
+        explanation = gradcam.explain(torch_backend.network, split, torch_backend.torch, batch,
+                                      choose)
+        if served is None:  # the torch backend: its forward pass was the inference
+            served, forward_ms = explanation.probabilities, explanation.forward_ms
+        name = labels[explanation.index]
+        answer = gradcam.heatmap_answer(explanation, batch, name, self.manifest.thresholds[name],
+                                        self._recipe, torch_backend.torch)
+        answer["probability"] = round(served[explanation.index], 6)
+        return Explained(served, answer, forward_ms)
+
+    def postprocess(self, probabilities: List[float]) -> Dict[str, Any]:
+        thresholds = self.manifest.thresholds
+        rows: List[Dict[str, Any]] = [
+            {"label": label, "probability": round(p, 6), "threshold": thresholds[label]}
+            for label, p in zip(self.manifest.labels, probabilities)
+            if label]  # an unnamed output was not trained: never reported
+        rows.sort(key=lambda row: row["probability"], reverse=True)
+        return {"findings": rows,
+                "positive": [row["label"] for row in rows
+                             if row["probability"] >= row["threshold"]]}
+
+
+def choose_backend(manifest: Manifest, wanted: str) -> str:
+    """auto: onnxruntime when the model has an ONNX graph and onnxruntime is installed."""
+    if wanted == "torch":
+        return "torch"
+    if manifest.onnx is None:
+        if wanted == "onnxruntime":
+            raise ManifestError("XRAY_BACKEND=onnxruntime, but the model has no ONNX graph "
+                                "(re-import it with python -m vendor_efs.models import)")
+        return "torch"
+    if wanted == "auto":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return "torch"
+    return "onnxruntime"
+
+
+def load_classifier(model_path: Path, packages_path: Optional[Path],
+                    backend: str = "auto") -> Classifier:
+    from chalicelib.inference.architectures.registry import NAMES, is_known
+    from chalicelib.inference.backends import OnnxBackend, TorchBackend, build_torch_network
+    from chalicelib.inference.preprocessing import RECIPES
+
+    manifest = read_manifest(model_path)
+    if not is_known(manifest.architecture["name"]):
+        raise ManifestError(f"unknown architecture {manifest.architecture['name']!r}; known: "
+                            f"{', '.join(NAMES)}")
+    if manifest.preprocessing["recipe"] not in RECIPES:
+        raise ManifestError(f"unknown preprocessing recipe {manifest.preprocessing['recipe']!r}")
+    weights = _verified(manifest.weights_path, manifest.sha256)
+    onnx = manifest.onnx
+    if choose_backend(manifest, backend) == "onnxruntime" and onnx is not None:
+        graph = manifest.directory / onnx["file"]
+        _verified(graph, onnx["sha256"])
+        runner: Any = OnnxBackend(graph)
+    else:
+        torch = import_torch(packages_path)  # before anything else touches torch
+        runner = TorchBackend(build_torch_network(manifest, weights, torch), torch)
+    return Classifier(manifest, runner, weights, packages_path)
+
+
+def _verified(path: Path, sha256: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestError(f"cannot read {path}: {error.strerror}") from None
+    digest = sha256_hex(data)
+    if digest != sha256:
+        raise ManifestError(f"{path.name} has sha256 {digest[:12]}..., the manifest says "
+                            f"{sha256[:12]}... (incomplete copy?)")
+    return data

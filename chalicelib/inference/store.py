@@ -1,0 +1,175 @@
+"""The model store: one folder per model version holding manifest.json and safetensors weights,
+laid out as on EFS:
+
+    <efs root>/models/<name>/<version>/manifest.json
+    <efs root>/models/<name>/<version>/model.safetensors
+    <efs root>/models/current -> <name>/<version>      (the served version)
+
+Reading needs only the standard library; the weights themselves are read by
+inference.classifier.load_classifier.
+"""
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "chest-xray-model/1"
+CURRENT = "current"
+
+
+class ManifestError(ValueError):
+    """The store does not hold a usable manifest; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    directory: Path
+    raw: Dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.raw["name"]
+
+    @property
+    def version(self) -> str:
+        return str(self.raw["version"])
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.raw["trained"])
+
+    @property
+    def architecture(self) -> Dict[str, Any]:
+        return self.raw["architecture"]
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self.raw["labels"])
+
+    @property
+    def thresholds(self) -> Dict[str, float]:
+        return {label: float(t) for label, t in self.raw["thresholds"].items()}
+
+    @property
+    def input_size(self) -> int:
+        return int(self.raw["input"]["size"])
+
+    @property
+    def preprocessing(self) -> Dict[str, Any]:
+        return self.raw["preprocessing"]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.directory / self.raw["weights"]["file"]
+
+    @property
+    def sha256(self) -> str:
+        return self.raw["weights"]["sha256"]
+
+    @property
+    def onnx(self) -> Optional[Dict[str, Any]]:
+        return self.raw.get("onnx")
+
+    def identity(self) -> Dict[str, Any]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256,
+                "trained": self.trained}
+
+
+def read_manifest(model_path: Path) -> Manifest:
+    """Reads and validates the manifest of the model at model_path (a pointer is resolved once,
+    so a pointer switched meanwhile cannot mix two versions)."""
+    directory = Path(os.path.realpath(model_path))
+    path = directory / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path} is not valid JSON: {error}") from None
+    _validate(raw, path)
+    return Manifest(directory, raw)
+
+
+def _validate(raw: Any, path: Path) -> None:
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            raise ManifestError(f"{path}: {what}")
+
+    need(isinstance(raw, dict), "must be a JSON object")
+    need(raw.get("format") == MANIFEST_FORMAT, f'"format" must be "{MANIFEST_FORMAT}"')
+    for key in ("name", "version", "trained", "architecture", "labels", "thresholds", "input",
+                "preprocessing", "weights", "provenance"):
+        need(key in raw, f'"{key}" is missing')
+    labels = raw["labels"]  # one per model output; "" marks an output that was not trained
+    need(isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+         and any(labels), '"labels" must be a list of output names, at least one non-empty')
+    named = [label for label in labels if label]
+    need(len(set(named)) == len(named), '"labels" has duplicates')
+    thresholds = raw["thresholds"]
+    need(isinstance(thresholds, dict) and set(thresholds) == set(named),
+         '"thresholds" must map every label, and only labels, to a threshold')
+    need(all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds.values()),
+         'every threshold must be a number between 0 and 1')
+    weights = raw["weights"]
+    need(isinstance(weights, dict) and weights.get("format") == "safetensors",
+         '"weights.format" must be "safetensors" (pickled weights are never loaded)')
+    need(isinstance(weights.get("file"), str) and "/" not in weights["file"],
+         '"weights.file" must be a file name in the model folder')
+    need(_is_sha256(weights.get("sha256")), '"weights.sha256" must be 64 lowercase hex digits')
+    need(isinstance(raw["architecture"], dict) and "name" in raw["architecture"],
+         '"architecture.name" is missing')
+    onnx = raw.get("onnx")  # optional: the graph for the onnxruntime backend
+    need(onnx is None or (isinstance(onnx, dict) and isinstance(onnx.get("file"), str)
+                          and "/" not in onnx["file"] and _is_sha256(onnx.get("sha256"))),
+         '"onnx" needs a "file" in the model folder and its "sha256"')
+    model_input = raw["input"]
+    need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
+         and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
+         '"input" needs an integer "size" and "channels" (1 or 3)')
+    prep = raw["preprocessing"]
+    need(isinstance(prep, dict) and isinstance(prep.get("recipe"), str),
+         '"preprocessing" needs a "recipe" name')
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(
+        c in "0123456789abcdef" for c in value)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes,
+                onnx_graph: Optional[bytes] = None) -> Path:
+    """Writes one model version (for the tools that fill a store, never for serving). The
+    folder is assembled under a temporary name and renamed into place, so a reader sees either
+    no version or a complete one."""
+    target = models_root / manifest["name"] / str(manifest["version"])
+    manifest = {**manifest, "format": MANIFEST_FORMAT}
+    manifest["weights"] = {**manifest["weights"], "format": "safetensors",
+                           "sha256": sha256_hex(weights)}
+    if onnx_graph is not None:
+        manifest["onnx"] = {**manifest["onnx"], "sha256": sha256_hex(onnx_graph)}
+    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    staging.mkdir(parents=True)
+    (staging / manifest["weights"]["file"]).write_bytes(weights)
+    if onnx_graph is not None:
+        (staging / manifest["onnx"]["file"]).write_bytes(onnx_graph)
+    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    _validate(manifest, staging / MANIFEST_NAME)
+    os.rename(staging, target)
+    return target
+
+
+def point_current(models_root: Path, version_dir: Path) -> None:
+    """Makes version_dir the served model by swapping the `current` symlink atomically."""
+    link = models_root / CURRENT
+    temporary = models_root / f".{CURRENT}.{os.getpid()}"
+    if temporary.is_symlink():
+        temporary.unlink()
+    os.symlink(os.path.relpath(version_dir, models_root), temporary)
+    os.replace(temporary, link)

@@ -1,0 +1,1 @@
+"""What only the HTTP side needs: CORS, the upload page, the bytes of an upload."""

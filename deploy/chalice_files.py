@@ -1,0 +1,54 @@
+"""The two files Chalice keeps in `.chalice/`, read in one place:
+
+- config.json: the stages, with this project's own keys (efs_access_point_arn,
+  efs_upload_bucket) beside Chalice's, which Chalice ignores;
+- deployed/<stage>.json: what `chalice deploy` made, with each function's ARN.
+
+Standard library only, so that the EFS tools (vendor_efs) can read them without Chalice.
+"""
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+from deploy.errors import DeployError
+
+CONFIG = Path(".chalice") / "config.json"
+DEPLOYED = Path(".chalice") / "deployed"
+
+
+def read_config(project_dir: Path) -> Dict[str, Any]:
+    path = project_dir / CONFIG
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DeployError(f"{path} not found: run from the project folder or pass "
+                          "--project-dir") from None
+    except json.JSONDecodeError as error:
+        raise DeployError(f"{path} is not valid JSON: {error}") from None
+
+
+def stage_value(config: Dict[str, Any], stage: str, key: str) -> Any:
+    """A stage-wide value as Chalice resolves it: the stage's own, else the top level's."""
+    own = (config.get("stages") or {}).get(stage) or {}
+    return own[key] if key in own else config.get(key)
+
+
+def deployed_resources(project_dir: Path, stage: str) -> List[Dict[str, Any]]:
+    record = project_dir / DEPLOYED / f"{stage}.json"
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))["resources"]
+    except FileNotFoundError:
+        raise DeployError(f"{record} not found: stage {stage!r} has not been deployed by "
+                          "Chalice from this folder") from None
+    except (KeyError, ValueError):
+        raise DeployError(f"{record} is not a record Chalice wrote: deploy the stage "
+                          "again") from None
+
+
+def function_arn(project_dir: Path, stage: str, name: str) -> str:
+    """The ARN of the Lambda function Chalice deployed under this resource name."""
+    for resource in deployed_resources(project_dir, stage):
+        if resource.get("name") == name and resource.get("resource_type") == "lambda_function":
+            return resource["lambda_arn"]
+    raise DeployError(f"{project_dir / DEPLOYED / f'{stage}.json'} lists no lambda_function "
+                      f"{name!r}: deploy the current app.py (it declares both functions)")

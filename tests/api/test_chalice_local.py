@@ -1,0 +1,80 @@
+"""`chalice local` for real, started the way the README says (scripts/serve), driven by the
+README's own curl lines, and stopped by its PID."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, REPO, jpeg_of
+from tests.support.serving import local_server, serving
+
+pytestmark = pytest.mark.server
+
+
+def readme_curl_lines() -> list:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- curl-examples: start -->")[1].split("<!-- curl-examples: end -->")[0]
+    return [line for line in block.splitlines() if line.startswith("curl ")]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with local_server(tmp_path_factory.mktemp("chalice-local") / "chalice-local.log") as (
+            base, pid):
+        yield int(base.rsplit(":", 1)[1]), pid
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("curl")
+    shutil.copy(PNG_CARDIOMEGALY, folder / "chest.png")
+    (folder / "chest.jpg").write_bytes(jpeg_of(PNG_CARDIOMEGALY))
+    shutil.copy(DCM_J2K, folder / "chest.dcm")
+    return folder
+
+
+def run_curl(line: str, port: int, cwd) -> dict:
+    command = line.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+    result = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_the_readme_curl_lines_classify_the_samples(server, sample_files, demo_store):
+    port, _ = server
+    lines = readme_curl_lines()
+    posts = [line for line in lines if "POST" in line]
+    assert len(posts) == 4 and {"image/png", "image/jpeg", "application/dicom"} <= {
+        re.search(r"Content-Type: ([^']+)", line).group(1) for line in posts}
+    with serving(demo_store) as client:  # the same code in-process, for comparison
+        for line in posts:
+            answer = run_curl(line, port, sample_files)
+            file_name = re.search(r"@(\S+)", line).group(1)
+            content_type = re.search(r"Content-Type: ([^']+)", line).group(1)
+            direct = json.loads(client.http.post(
+                "/xray", headers={"Content-Type": content_type},
+                body=(sample_files / file_name).read_bytes()).body)
+            # another process: BLAS and onnxruntime thread counts may differ, and with them the
+            # last bits of a sum; six decimals can round either way
+            served = {f["label"]: f["probability"] for f in answer["findings"]}
+            expected = {f["label"]: f["probability"] for f in direct["findings"]}
+            assert served.keys() == expected.keys(), line
+            assert max(abs(served[k] - expected[k]) for k in served) <= 1e-5, line
+            assert answer["model"]["trained"] is False and "warning" in answer["model"]
+
+    health, manifest = (run_curl(line, port, sample_files) for line in lines if "POST" not in line)
+    assert health["ready"] is True and health["model"]["state"] == "ready"
+    assert len(manifest["labels"]) == 18
+
+
+def test_curl_mistakes_get_advice_not_a_traceback(server, sample_files):
+    port, _ = server
+    answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray --data-binary @chest.png",
+                      port, sample_files)
+    assert answer["Code"] == "UnsupportedImageType" and "Content-Type" in answer["Message"]
+    answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray -H 'Content-Type: image/png' "
+                      "--data-binary @chest.jpg", port, sample_files)
+    assert answer["Code"] == "UnsupportedImageType" and "image/jpeg" in answer["Message"]

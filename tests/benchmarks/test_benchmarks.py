@@ -1,0 +1,49 @@
+"""The benchmark command keeps working and its speed never changes answers. No timing is
+asserted here (figures belong to `scripts/benchmark`, whose numbers vary with the machine)."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.fixtures import REPO
+
+pytestmark = pytest.mark.benchmark
+
+
+def test_the_warm_benchmark_runs_and_ours_answers_what_naive_answers(tmp_path):
+    # given the benchmark at its smallest size
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "warm", "--reps", "2", "--cold-runs", "1",
+         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    # when it has run: a table printed, the JSON and the plot written
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "request / bare forward" in result.stdout and (tmp_path / "warm.png").stat().st_size
+    report = json.loads((tmp_path / "warm.json").read_text())
+    # then every figure the issue asks for is there, and speed did not change the answers
+    for cpus, row in report["by_cpus"].items():
+        assert row["ours"]["backend"] == "onnxruntime"
+        assert row["max_abs_output_difference"] <= 1e-4
+        assert set(row["ours"]["handler"]) == {"png", "jpeg", "dicom"}
+        assert set(row["ours"]["cold"]) >= {"import_ms", "load_ms", "first_inference_ms"}
+        assert row["ratios"]["forward_speedup_vs_naive"] > 0 and row["floor_ms"] > 0
+        assert row["lambda"]["memory_mb"] == 1769 * int(cpus)
+
+
+def test_the_candidates_benchmark_measures_each_and_none_changes_the_answers(tmp_path):
+    # given the forward-pass candidates at their smallest size
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "candidates", "--candidate-reps", "1",
+         "--candidate-passes", "1", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    # when they have run
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "candidates.json").read_text())
+    # then each was measured at 1 and 2 CPUs, and each answers what eager answers
+    assert set(report["by_cpus"]) == {"1", "2"}
+    for rows in report["by_cpus"].values():
+        assert set(rows) == {"eager", "channels_last", "torchscript", "torchscript+onednn",
+                             "torch.export", "onnxruntime"}
+        for name, row in rows.items():
+            assert "error" not in row, (name, row)
+            assert row["p50"] > 0 and row["max_abs_difference_vs_eager"] <= 1e-4

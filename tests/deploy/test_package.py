@@ -1,0 +1,239 @@
+"""The artifacts a user deploys, inspected as built: the Lambda zip Chalice makes and the
+CloudFormation template from `python -m deploy.package` (chalice package + our merge template),
+linted as SAM and again after translation to plain CloudFormation."""
+import copy
+import json
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.packaging import USER_VALUES, built_once, lambda_compatible, wheel_tags
+
+pytestmark = pytest.mark.build
+
+MB = 1024 * 1024
+HEAVY = ("torch", "torchvision", "torchgen", "functorch", "nvidia", "triton", "torchxrayvision")
+NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "scripts", "efs-local", ".chalice", "docs")
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory) -> Path:
+    return built_once(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def archive(package_dir):
+    with zipfile.ZipFile(package_dir / "deployment.zip") as opened:
+        yield opened
+
+
+def test_the_zip_holds_no_torch_and_no_deploy_tooling(archive):
+    top = {name.split("/")[0] for name in archive.namelist()}
+    assert not {t for t in top if t.split("-")[0].split(".")[0].lower() in HEAVY}, top
+    assert not top & set(NOT_FOR_LAMBDA), top
+    assert {"app.py", "chalicelib"} <= top
+
+
+def test_the_zip_holds_every_chalicelib_module(package_dir, archive):
+    project = package_dir.parent / "project"  # the checkout that was packaged
+    ours = {str(p.relative_to(project)) for p in (project / "chalicelib").rglob("*.py")}
+    assert ours <= set(archive.namelist())
+
+
+def test_the_zip_fits_lambdas_size_limits(package_dir, archive):
+    zipped = (package_dir / "deployment.zip").stat().st_size
+    unzipped = sum(info.file_size for info in archive.infolist())
+    print(f"deployment.zip: {zipped / MB:.1f} MB zipped, {unzipped / MB:.1f} MB unzipped")
+    assert zipped < 50 * MB and unzipped < 250 * MB
+
+
+def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive):
+    """Chalice silently builds a package from source on this host when it finds no wheel it
+    accepts (the Pillow 13 trap); such a build is tagged linux_x86_64 and links this host's
+    glibc. Every .so must belong to a dist-info whose wheel tags fit Lambda python3.11."""
+    tags = wheel_tags(archive)
+    owner = {}
+    for dist_info in tags:
+        for line in archive.read(f"{dist_info}/RECORD").decode().splitlines():
+            owner[line.split(",")[0]] = dist_info
+    native = [n for n in archive.namelist() if re.search(r"\.so(\.|$)", n)]
+    assert native, "numpy and Pillow ship native code: the zip should hold some"
+    orphans = [n for n in native if n not in owner]
+    assert not orphans, f"native files no wheel declares: {orphans[:5]}"
+    for dist_info in {owner[n] for n in native}:
+        assert any(lambda_compatible(tag) for tag in tags[dist_info]), (dist_info,
+                                                                        tags[dist_info])
+    for dist_info, its_tags in tags.items():
+        assert not any(tag.endswith("linux_x86_64") and "manylinux" not in tag
+                       for tag in its_tags), f"{dist_info} was built on this host: {its_tags}"
+
+
+def test_the_pinned_numpy_and_pillow_are_manylinux_wheels(archive):
+    tags = wheel_tags(archive)
+    for name in ("numpy", "pillow"):
+        (dist_info,) = [d for d in tags if d.lower().startswith(name + "-")]
+        assert any(lambda_compatible(t) and "manylinux" in t for t in tags[dist_info])
+
+
+# --- the CloudFormation path ---------------------------------------------------------------
+
+def sam_template(package_dir: Path) -> dict:
+    return json.loads((package_dir / "sam.json").read_text())
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    cfn_lint_script = Path(sys.executable).parent / "cfn-lint"  # installed with the venv
+    return subprocess.run([str(cfn_lint_script), str(path)], capture_output=True, text=True)
+
+
+def translate(template: dict) -> dict:
+    """SAM -> plain CloudFormation with AWS's own translator. The code location becomes an S3
+    URI, as `aws cloudformation package` makes it (the translator accepts nothing else)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:  # the template names none; never ask IAM
+        def load(self) -> dict:
+            return {}
+
+    template = copy.deepcopy(template)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://chest-xray-artifacts/prod/deployment.zip"
+    return transform(template, {}, NoManagedPolicies())
+
+
+def role_statements(resources: dict, role: str) -> list:
+    return [s for policy in resources[role]["Properties"]["Policies"]
+            for s in policy["PolicyDocument"]["Statement"]]
+
+
+def efs_statements(statements: list) -> list:
+    return [s for s in statements if "elasticfilesystem" in json.dumps(s["Action"])]
+
+
+FUNCTIONS = ("APIHandler", "EfsLoader")  # Chalice's logical ids for api_handler, efs_loader
+
+
+def test_the_template_mounts_efs_inside_the_vpc_with_a_read_only_mount_permission(package_dir):
+    resources = sam_template(package_dir)["Resources"]
+    function = resources["APIHandler"]["Properties"]
+    arn = USER_VALUES["efs_access_point_arn"]
+    assert function["Handler"] == "app.app"
+    assert function["FileSystemConfigs"] == [{"Arn": arn, "LocalMountPath": "/mnt/xray"}]
+    assert function["VpcConfig"] == {"SubnetIds": USER_VALUES["subnet_ids"],
+                                     "SecurityGroupIds": USER_VALUES["security_group_ids"]}
+    assert function["Timeout"] <= 28 and function["MemorySize"] >= 2048
+    assert function["ReservedConcurrentExecutions"] >= 2  # not the loader's 1
+    assert function["Environment"]["Variables"]["XRAY_EFS_ROOT"] == "/mnt/xray"
+    assert function["Role"] == {"Fn::GetAtt": ["ApiHandlerRole", "Arn"]}
+    statements = role_statements(resources, "ApiHandlerRole")
+    assert efs_statements(statements) == [{
+        "Sid": "EfsReadOnlyMountThroughAccessPoint", "Effect": "Allow",
+        "Action": "elasticfilesystem:ClientMount",
+        "Resource": "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*",
+        "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": arn}}}]
+    assert "s3:" not in json.dumps(statements)
+    api = resources["RestAPI"]["Properties"]
+    assert api["EndpointConfiguration"] == "REGIONAL"
+    assert "application/dicom" in api["DefinitionBody"]["x-amazon-apigateway-binary-media-types"]
+
+
+def test_the_template_mounts_efs_on_the_loader_with_its_own_role_and_size(package_dir):
+    resources = sam_template(package_dir)["Resources"]
+    loader = resources["EfsLoader"]["Properties"]
+    arn = USER_VALUES["efs_access_point_arn"]
+    assert resources["EfsLoader"]["Type"] == "AWS::Serverless::Function"
+    assert loader["Handler"] == "app.efs_loader"
+    assert loader["FileSystemConfigs"] == [{"Arn": arn, "LocalMountPath": "/mnt/xray"}]
+    assert loader["VpcConfig"] == {"SubnetIds": USER_VALUES["subnet_ids"],
+                                   "SecurityGroupIds": USER_VALUES["security_group_ids"]}
+    assert (loader["Timeout"], loader["MemorySize"], loader["ReservedConcurrentExecutions"]) == (
+        900, 2048, 1)
+    assert loader["Environment"]["Variables"]["XRAY_EFS_ROOT"] == "/mnt/xray"
+    assert loader["Role"] == {"Fn::GetAtt": ["EfsLoaderRole", "Arn"]}
+    statements = role_statements(resources, "EfsLoaderRole")
+    assert [s["Sid"] for s in statements] == ["Logs", "VpcNetworkInterfaces",
+                                              "EfsReadWriteMountThroughAccessPoint",
+                                              "ReadUploadedArchives"]
+    assert efs_statements(statements) == [{
+        "Sid": "EfsReadWriteMountThroughAccessPoint", "Effect": "Allow",
+        "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+        "Resource": "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*",
+        "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": arn}}}]
+    assert statements[-1] == {
+        "Sid": "ReadUploadedArchives", "Effect": "Allow", "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{USER_VALUES['efs_upload_bucket']}/efs-upload/*"}
+
+
+def test_the_merge_template_covers_both_functions_and_nothing_else(package_dir):
+    merge = json.loads((package_dir / "efs-merge-template.json").read_text())
+    assert sorted(merge["Resources"]) == sorted(FUNCTIONS)
+    for name in FUNCTIONS:
+        assert sorted(merge["Resources"][name]["Properties"]) == ["FileSystemConfigs",
+                                                                  "VpcConfig"]
+    types = {k: v["Type"] for k, v in sam_template(package_dir)["Resources"].items()}
+    assert sum(t == "AWS::Serverless::Function" for t in types.values()) == 2
+
+
+def test_the_sam_template_passes_cfn_lint(package_dir):
+    linted = cfn_lint(package_dir / "sam.json")
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_translated_template_passes_cfn_lint(package_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")  # the translator fills AWS::Region
+    plain = translate(sam_template(package_dir))
+    for name in FUNCTIONS:
+        function = plain["Resources"][name]
+        assert function["Type"] == "AWS::Lambda::Function"
+        assert function["Properties"]["FileSystemConfigs"][0]["LocalMountPath"] == "/mnt/xray"
+        assert "VpcConfig" in function["Properties"]
+    assert plain["Resources"]["EfsLoader"]["Properties"]["Timeout"] == 900
+    (tmp_path / "cfn.json").write_text(json.dumps(plain))
+    linted = cfn_lint(tmp_path / "cfn.json")
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_a_mount_path_outside_mnt_is_caught_by_lint_after_translation(package_dir, tmp_path,
+                                                                       monkeypatch, name):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    broken = sam_template(package_dir)
+    broken["Resources"][name]["Properties"]["FileSystemConfigs"][0][
+        "LocalMountPath"] = "/efs/xray"
+    (tmp_path / "cfn.json").write_text(json.dumps(translate(broken)))
+    linted = cfn_lint(tmp_path / "cfn.json")
+    assert linted.returncode != 0
+    assert "E3031" in linted.stdout and "/efs/xray" in linted.stdout, linted.stdout
+
+
+@pytest.mark.parametrize("tag, fits", [
+    ("cp311-cp311-manylinux2014_x86_64", True), ("cp310-abi3-manylinux_2_17_x86_64", True),
+    ("py3-none-any", True), ("cp311-cp311-manylinux_2_26_x86_64", True),
+    ("cp311-cp311-manylinux_2_27_x86_64", False),  # Pillow 13: Chalice would build instead
+    ("cp311-cp311-linux_x86_64", False),  # built on this host
+    ("cp312-cp312-manylinux2014_x86_64", False), ("cp311-cp311-manylinux2014_aarch64", False),
+])
+def test_the_wheel_tag_rule_tells_lambda_ready_from_host_built(tag, fits):
+    assert lambda_compatible(tag) is fits
+
+
+def test_a_merge_into_a_logical_id_chalice_did_not_make_is_refused(package_dir, tmp_path):
+    from deploy.errors import DeployError
+    from deploy.package import check_merged
+    from deploy.settings import load_stage
+
+    settings = load_stage(package_dir.parent / "project", "prod")
+    template = sam_template(package_dir)
+    check_merged(settings, template)  # the real output passes
+    renamed = copy.deepcopy(template)
+    renamed["Resources"]["EfsLoader2"] = renamed["Resources"].pop("EfsLoader")
+    renamed["Resources"]["EfsLoader"] = {"Properties": renamed["Resources"]["EfsLoader2"][
+        "Properties"]}  # what a merge into a missing id leaves: no Type
+    with pytest.raises(DeployError, match="no AWS::Serverless::Function EfsLoader for "
+                                          "efs_loader"):
+        check_merged(settings, renamed)

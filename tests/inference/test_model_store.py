@@ -1,0 +1,231 @@
+"""The model store and the lazy loader: checked weights, no pickle, one load under concurrency,
+failures reported (503, /health) and recovered from without a restart."""
+import json
+import os
+import pickle
+import shutil
+import threading
+import time
+
+import pytest
+
+from chalicelib.errors import ModelUnavailable
+from chalicelib.inference.classifier import load_classifier
+from chalicelib.inference.lazy import LazyModel
+from chalicelib.inference.store import ManifestError, read_manifest
+from chalicelib.inference.torch_import import import_torch
+from tests.support.fixtures import PNG_CARDIOMEGALY, REPO
+from tests.support.serving import run_isolated, serving
+from vendor_efs.models.demo import VERSION
+
+
+@pytest.fixture
+def store_copy(demo_store, tmp_path):
+    """A private, writable copy of the demo store (the `current` link is kept relative)."""
+    root = tmp_path / "efs"
+    shutil.copytree(demo_store, root, symlinks=True)
+    return root
+
+
+def current_dir(root):
+    return root / "models" / "current"
+
+
+def edit_manifest(root, **changes):
+    path = current_dir(root) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
+
+
+def post_png(client):
+    return client.http.post("/xray", headers={"Content-Type": "image/png"},
+                            body=PNG_CARDIOMEGALY.read_bytes())
+
+
+def test_the_pointer_is_resolved_once_so_the_loaded_version_is_pinned(store_copy):
+    manifest = read_manifest(current_dir(store_copy))
+    assert manifest.directory.name == VERSION and manifest.directory.parent.name == manifest.name
+
+
+def test_corrupted_weights_give_503_and_health_says_live_not_ready_then_recover(store_copy):
+    weights = current_dir(store_copy) / "model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
+    with serving(store_copy) as client:
+        response = post_png(client)
+        assert response.status_code == 503
+        body = json.loads(response.body)
+        assert body["Code"] == "ModelUnavailable" and "sha256" in body["Message"]
+        health = json.loads(client.http.get("/health").body)
+        assert health["live"] is True and health["ready"] is False
+        assert health["model"]["state"] == "failed" and "sha256" in health["model"]["error"]
+
+        weights.write_bytes(original)  # the operator fixes the store; no restart
+        assert post_png(client).status_code == 200
+        health = json.loads(client.http.get("/health").body)
+        assert health["ready"] is True and "error" not in health["model"]
+
+
+def test_a_missing_store_is_503_with_a_message_saying_where(tmp_path):
+    with serving(tmp_path / "nothing-here") as client:
+        response = post_png(client)
+        assert response.status_code == 503
+        assert "no model at" in json.loads(response.body)["Message"]
+        assert client.http.get("/model").status_code == 503
+
+
+def test_bad_input_is_refused_without_loading_the_model(tmp_path):
+    with serving(tmp_path / "nothing-here") as client:
+        response = client.http.post("/xray", headers={"Content-Type": "image/png"}, body=b"x")
+        assert response.status_code == 415
+        assert json.loads(client.http.get("/health").body)["model"]["state"] == "not_loaded"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"labels": ["A", "A"]}, "duplicates"),
+    ({"thresholds": {"Atelectasis": 0.5}}, "every label"),
+    ({"weights": {"file": "model.safetensors", "format": "pickle", "sha256": "0" * 64}},
+     "pickled weights are never loaded"),
+    ({"architecture": {"name": "resnet9000"}}, "unknown architecture"),
+    ({"format": "something-else/2"}, '"format" must be'),
+])
+def test_invalid_manifests_are_named_precisely(store_copy, changes, message):
+    edit_manifest(store_copy, **changes)
+    with pytest.raises(ManifestError, match=message):
+        load_classifier(current_dir(store_copy), None)
+
+
+class _Boom:
+    """Unpickling this would create a marker file: proof that pickle never runs."""
+    marker = None
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickle_in_place_of_the_weights_is_refused_and_never_executed(store_copy, tmp_path):
+    import hashlib
+    _Boom.marker = tmp_path / "pickle-was-executed"
+    payload = pickle.dumps({"features.conv0.weight": _Boom()})
+    (current_dir(store_copy) / "model.safetensors").write_bytes(payload)
+    manifest = json.loads((current_dir(store_copy) / "manifest.json").read_text())
+    manifest["weights"]["sha256"] = hashlib.sha256(payload).hexdigest()  # even if "trusted"
+    (current_dir(store_copy) / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(Exception):
+        load_classifier(current_dir(store_copy), None)
+    assert not _Boom.marker.exists()
+
+
+def test_loading_never_calls_pickle_or_torch_load(demo_store, monkeypatch):
+    import torch
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("unpickling at serving time")
+    for target, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"),
+                         (torch, "load")):
+        monkeypatch.setattr(target, name, forbidden)
+    classifier = load_classifier(current_dir(demo_store), None)
+    assert len(classifier.manifest.labels) == 18
+
+
+class FakeClassifier:
+    backend = "fake"
+
+    class manifest:
+        @staticmethod
+        def identity():
+            return {"name": "fake"}
+
+    def identity(self):
+        return self.manifest.identity()
+
+
+def test_concurrent_first_requests_load_once():
+    calls = []
+    sentinel = FakeClassifier()
+
+    def slow_loader(path, packages, backend):
+        calls.append(threading.get_ident())
+        time.sleep(0.3)
+        return sentinel
+
+    model = LazyModel(REPO, None, load=slow_loader)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(model.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    assert model.status()["state"] == "loading"
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and results == [sentinel] * 8
+
+
+def test_the_real_model_under_concurrent_first_requests(store_copy):
+    with serving(store_copy) as client:
+        statuses = []
+        threads = [threading.Thread(target=lambda: statuses.append(post_png(client).status_code))
+                   for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert statuses == [200] * 4
+
+
+def test_a_failed_load_is_retried_by_the_next_request():
+    attempts = []
+
+    def flaky_loader(path, packages, backend):
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("EFS not mounted yet")
+        return classifier
+
+    classifier = FakeClassifier()
+    model = LazyModel(REPO, None, load=flaky_loader)
+    with pytest.raises(ModelUnavailable, match="EFS not mounted yet"):
+        model.get()
+    assert model.status()["state"] == "failed"
+    assert model.get() is classifier and model.status()["state"] == "ready"
+
+
+def test_a_missing_packages_path_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="is EFS mounted"):
+        import_torch(tmp_path / "not-mounted")
+
+
+def test_the_packages_path_is_put_first_on_sys_path_before_torch_is_imported(tmp_path):
+    # A stand-in "torch" on the EFS path must win over the venv's real one.
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("FROM_EFS = True\n")
+    out = run_isolated(
+        "import sys; from pathlib import Path;"
+        "from chalicelib.inference.torch_import import import_torch;"
+        f"t = import_torch(Path({str(tmp_path)!r})); print(t.FROM_EFS, sys.path[0])")
+    assert out.split() == ["True", os.path.realpath(tmp_path)]
+
+
+def test_importing_the_app_loads_nothing_heavy_and_the_model_lazily():
+    out = run_isolated(
+        "import sys, app; m = app.get_model();"
+        "print(m.status()['state'], [x for x in ('torch', 'numpy', 'PIL', 'pydicom') "
+        "if x in sys.modules])")
+    assert out.strip() == "not_loaded []"
+
+
+def test_the_app_imports_where_torch_numpy_and_pillow_are_not_installed():
+    # What `chalice deploy` does on a deploying machine that has only chalice.
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision', 'numpy', 'PIL', 'pydicom',"
+        " 'safetensors'):\n"
+        "            raise ImportError('not installed: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import app\n"
+        "print(sorted(r for r in app.app.routes))\n")
+    routes = set(eval(run_isolated(blocker)))
+    assert {'/health', '/model', '/xray'} <= routes

@@ -1,0 +1,71 @@
+"""Builds the project's real artifacts once: `python -m deploy.package` on a copy of the
+project with realistic user values (no AWS is needed to package)."""
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+from tests.support.project import copy_project, set_stage
+
+# Lambda's python3.11 runtime is Amazon Linux 2: glibc 2.26 (Chalice assumes the same).
+LAMBDA_GLIBC = (2, 26)
+LEGACY_TAGS = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+# Shaped like real ids (17 hex digits), as cfn-lint and Lambda check them.
+USER_VALUES = {
+    "subnet_ids": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5061728"],
+    "security_group_ids": ["sg-0c1d2e3f405162738"],
+    "efs_access_point_arn":
+        "arn:aws:elasticfilesystem:eu-west-1:123456789012:access-point/fsap-0d1e2f30415263748",
+    "efs_upload_bucket": "chest-xray-efs-upload-eu-west-1",
+}
+
+
+def run_package(workdir: Path, stage: str = "prod") -> Path:
+    project = copy_project(workdir / "project")
+    set_stage(project, stage, **USER_VALUES)
+    out = workdir / "cloudformation"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    done = subprocess.run([sys.executable, "-m", "deploy.package", "--stage", stage,
+                           "--out", str(out)], cwd=project, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise AssertionError(f"deploy.package failed:\n{done.stdout}\n{done.stderr}")
+    return out
+
+
+def wheel_tags(archive: zipfile.ZipFile) -> Dict[str, List[str]]:
+    """dist-info folder -> the Tag lines of its WHEEL file: how each package was built."""
+    tags = {}
+    for name in archive.namelist():
+        if name.endswith(".dist-info/WHEEL"):
+            text = archive.read(name).decode()
+            tags[name.split("/")[0]] = [line.split(":", 1)[1].strip()
+                                        for line in text.splitlines() if line.startswith("Tag:")]
+    return tags
+
+
+_built: Dict[str, Path] = {}
+
+
+def built_once(tmp_path_factory) -> Path:
+    """The package output folder, built on first use and shared by every module in the session
+    (a session fixture would need the shared conftest)."""
+    if "out" not in _built:
+        _built["out"] = run_package(tmp_path_factory.mktemp("package"))
+    return _built["out"]
+
+
+def lambda_compatible(tag: str) -> bool:
+    """Whether a wheel tag (python-abi-platform) runs on Lambda python3.11 x86_64."""
+    _python, abi, platform = tag.split("-")
+    if abi not in ("none", "abi3", "cp311"):
+        return False
+    if platform == "any":
+        return True
+    legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_x86_64", platform)
+    if legacy:
+        return LEGACY_TAGS[legacy[1]] <= LAMBDA_GLIBC
+    perennial = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform)
+    return bool(perennial) and (int(perennial[1]), int(perennial[2])) <= LAMBDA_GLIBC

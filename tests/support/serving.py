@@ -1,0 +1,90 @@
+"""The app under test, in process (Chalice's test client) or as the README runs it
+(`scripts/serve`), and fresh interpreters for what must be checked from a clean start."""
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+from tests.support.fixtures import REPO
+
+
+@contextlib.contextmanager
+def serving(efs_root: Path, **env: str) -> Iterator:
+    """The Chalice app reading its store from efs_root, with fresh cached getters."""
+    from chalice.test import Client
+
+    import app as app_module
+
+    names = {"XRAY_EFS_ROOT": str(efs_root), **env}
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    _clear(app_module)
+    environ = os.environ
+    try:
+        with Client(app_module.app) as client:
+            yield client
+    finally:
+        # The test client swaps os.environ for a patched copy during each request (with the
+        # stage's variables) and back; concurrent requests can leave a copy in place, which
+        # Settings.from_env (bound to the real one) would no longer see changes of.
+        os.environ = environ
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _clear(app_module)
+
+
+def _clear(app_module) -> None:
+    for getter in (app_module.get_settings, app_module.get_model, app_module.get_service):
+        getter.cache_clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_server(log_path: Path, **env: str) -> Iterator:
+    """`scripts/serve` (the README's command) on a free port: yields (base URL, PID) once
+    /health answers, and stops the server by its PID. Hermetic: the local store scripts/setup
+    made (efs-local/), whatever XRAY_* this process inherited, plus `env`."""
+    port = free_port()
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("XRAY_")}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [str(REPO / "scripts" / "serve"), "--no-autoreload", "--port", str(port)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**clean, **env})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 300  # scripts/setup may have a requirement to install
+            while True:
+                try:
+                    urllib.request.urlopen(f"{base}/health", timeout=2)
+                    break
+                except OSError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        raise RuntimeError("chalice local did not start:\n"
+                                           + log_path.read_text()[-3000:])
+                    time.sleep(0.3)
+            yield base, process.pid
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def run_isolated(code: str, *args: str, **env: str) -> str:
+    """Runs `code` in a fresh interpreter at the repo root (argv[1:] = args); its stdout."""
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                            text=True, env={**os.environ, **env}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
