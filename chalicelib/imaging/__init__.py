@@ -1,1 +1,0 @@
-"""Bytes in, one grayscale image out. Empty on purpose: importing the package loads nothing."""

@@ -17,8 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class LazyModel:
-    """Loads the classifier on first use and keeps it. Concurrent first requests load once;
-    a failed load is retried by the next request, so a fixed store recovers without restart."""
+    """The classifier, loaded once (concurrent first requests wait for one load)."""
 
     NOT_LOADED, LOADING, READY, FAILED = "not_loaded", "loading", "ready", "failed"
 

@@ -6,7 +6,8 @@ laid out as on EFS:
     <efs root>/models/current -> <name>/<version>      (the served version)
 
 Reading needs only the standard library; the weights themselves are read by
-inference.classifier.load_classifier.
+inference.classifier.load_classifier. Writing a version is the tools' job
+(vendor_efs/models/writer.py): serving never writes a model.
 """
 import hashlib
 import json
@@ -89,11 +90,12 @@ def read_manifest(model_path: Path) -> Manifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path} is not valid JSON: {error}") from None
-    _validate(raw, path)
+    validate_manifest(raw, path)
     return Manifest(directory, raw)
 
 
-def _validate(raw: Any, path: Path) -> None:
+def validate_manifest(raw: Any, path: Path) -> None:
+    """Raises ManifestError naming the first problem of a manifest read from (or for) path."""
     def need(condition: bool, what: str) -> None:
         if not condition:
             raise ManifestError(f"{path}: {what}")
@@ -141,28 +143,6 @@ def _is_sha256(value: Any) -> bool:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_model(models_root: Path, manifest: Dict[str, Any], weights: bytes,
-                onnx_graph: Optional[bytes] = None) -> Path:
-    """Writes one model version (for the tools that fill a store, never for serving). The
-    folder is assembled under a temporary name and renamed into place, so a reader sees either
-    no version or a complete one."""
-    target = models_root / manifest["name"] / str(manifest["version"])
-    manifest = {**manifest, "format": MANIFEST_FORMAT}
-    manifest["weights"] = {**manifest["weights"], "format": "safetensors",
-                           "sha256": sha256_hex(weights)}
-    if onnx_graph is not None:
-        manifest["onnx"] = {**manifest["onnx"], "sha256": sha256_hex(onnx_graph)}
-    staging = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    staging.mkdir(parents=True)
-    (staging / manifest["weights"]["file"]).write_bytes(weights)
-    if onnx_graph is not None:
-        (staging / manifest["onnx"]["file"]).write_bytes(onnx_graph)
-    (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    _validate(manifest, staging / MANIFEST_NAME)
-    os.rename(staging, target)
-    return target
 
 
 def point_current(models_root: Path, version_dir: Path) -> None:

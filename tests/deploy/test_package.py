@@ -17,7 +17,8 @@ pytestmark = pytest.mark.build
 
 MB = 1024 * 1024
 HEAVY = ("torch", "torchvision", "torchgen", "functorch", "nvidia", "triton", "torchxrayvision")
-NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "scripts", "efs-local", ".chalice", "docs")
+NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "lambda_sim", "benchmarks", "scripts",
+                  "efs-local", ".chalice", "docs")
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def stripped_tree(tmp_path_factory, local_options) -> Path:
 
 
 @pytest.fixture(scope="session")
-def manifest(stripped_tree) -> dict:
+def report(stripped_tree) -> dict:
     return json.loads((stripped_tree / REPORT_FILE).read_text())
 
 
@@ -50,8 +50,8 @@ def _files(tree: Path):
 
 
 @needs_wheel
-def test_given_the_build_then_every_strip_rule_removed_what_it_names(stripped_tree, manifest):
-    strip = manifest["strip"]
+def test_given_the_build_then_every_strip_rule_removed_what_it_names(stripped_tree, report):
+    strip = report["strip"]
     for rule in ("torch/include", "torch/test", "torch/bin/*", "**/*.pyi",
                  "torch/lib/libtorchbind_test.so"):
         assert strip[rule]["files"] > 0, f"{rule} matched nothing in this wheel"
@@ -62,15 +62,15 @@ def test_given_the_build_then_every_strip_rule_removed_what_it_names(stripped_tr
     # kept on purpose: import torch stats it (found by tracing stats, not only opens)
     assert (stripped_tree / "torch" / "bin" / "torch_shm_manager").is_file()
     removed = sum(rule["files"] for rule in strip.values())
-    assert manifest["installed"]["files"] - removed == manifest["stripped"]["files"]
-    assert manifest["stripped"]["bytes"] < manifest["installed"]["bytes"] - 100e6
+    assert report["installed"]["files"] - removed == report["stripped"]["files"]
+    assert report["stripped"]["bytes"] < report["installed"]["bytes"] - 100e6
 
 
 @needs_wheel
-def test_given_the_build_then_every_module_has_an_unchecked_hash_pyc(stripped_tree, manifest):
+def test_given_the_build_then_every_module_has_an_unchecked_hash_pyc(stripped_tree, report):
     sources = list(stripped_tree.rglob("*.py"))
-    assert len(sources) == manifest["compiled"]["sources"] > 1000
-    not_compilable = manifest["compiled"]["not_compilable"]
+    assert len(sources) == report["compiled"]["sources"] > 1000
+    not_compilable = report["compiled"]["not_compilable"]
     assert len(not_compilable) < 5
     for relative in not_compilable:  # newer-Python-only sources: this Python cannot import them
         with pytest.raises(SyntaxError):
@@ -107,8 +107,8 @@ def test_given_a_manylinux_2_28_torch_when_built_without_override_then_it_is_ref
 
 
 @needs_wheel
-def test_given_the_override_then_the_tree_says_it_is_not_for_lambda(stripped_tree, manifest):
-    assert manifest["for_lambda"] is False and manifest["runtime_glibc"] == "2.26"
+def test_given_the_override_then_the_tree_says_it_is_not_for_lambda(stripped_tree, report):
+    assert report["for_lambda"] is False and report["runtime_glibc"] == "2.26"
     assert (stripped_tree / NOT_FOR_LAMBDA).is_file()
     report = check_tree(stripped_tree, (2, 26))
     assert not report.ok

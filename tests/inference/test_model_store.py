@@ -1,4 +1,4 @@
-"""The model store and the lazy loader: checked weights, no pickle, one load under concurrency,
+"""The model store and the lazy model: checked weights, no pickle, one load under concurrency,
 failures reported (503, /health) and recovered from without a restart."""
 import json
 import os
@@ -145,12 +145,12 @@ def test_concurrent_first_requests_load_once():
     calls = []
     sentinel = FakeClassifier()
 
-    def slow_loader(path, packages, backend):
+    def slow_load(path, packages, backend):
         calls.append(threading.get_ident())
         time.sleep(0.3)
         return sentinel
 
-    model = LazyModel(REPO, None, load=slow_loader)
+    model = LazyModel(REPO, None, load=slow_load)
     results = []
     threads = [threading.Thread(target=lambda: results.append(model.get())) for _ in range(8)]
     for thread in threads:
@@ -177,14 +177,14 @@ def test_the_real_model_under_concurrent_first_requests(store_copy):
 def test_a_failed_load_is_retried_by_the_next_request():
     attempts = []
 
-    def flaky_loader(path, packages, backend):
+    def flaky_load(path, packages, backend):
         attempts.append(1)
         if len(attempts) == 1:
             raise OSError("EFS not mounted yet")
         return classifier
 
     classifier = FakeClassifier()
-    model = LazyModel(REPO, None, load=flaky_loader)
+    model = LazyModel(REPO, None, load=flaky_load)
     with pytest.raises(ModelUnavailable, match="EFS not mounted yet"):
         model.get()
     assert model.status()["state"] == "failed"

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 from chalicelib.inference.preprocessing import RECIPES
-from chalicelib.inference.store import ManifestError, point_current, read_manifest, write_model
+from chalicelib.inference.store import ManifestError, point_current, read_manifest
 from chalicelib.settings import LOCAL_EFS_ROOT
+from vendor_efs.models.writer import write_model
 
 if TYPE_CHECKING:
     import torch

@@ -26,10 +26,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from chalicelib.inference.architectures.registry import NAMES, ArchitectureSpec, is_known, spec
 from chalicelib.inference.backends import key_mismatch
 from chalicelib.inference.preprocessing import RECIPES
-from chalicelib.inference.store import point_current, write_model
+from chalicelib.inference.store import point_current
 from chalicelib.settings import LOCAL_EFS_ROOT
 from vendor_efs.models.demo import XRV_LABELS
 from vendor_efs.models.onnx_export import checked_graph
+from vendor_efs.models.writer import write_model
 
 NIH14_LABELS = [
     "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
