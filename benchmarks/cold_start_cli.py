@@ -55,7 +55,7 @@ def run(args):
     install_demo(store / "models")
     report = cold_start.measure(app_dir, store, trees["naive"][0], trees["stripped"][0], WORK,
                                 repeat=args.repeat, trace=not args.no_trace, log=log)
-    report["builds"] = {kind: manifest for kind, (_, manifest) in trees.items() if manifest}
+    report["builds"] = {kind: built for kind, (_, built) in trees.items() if built}
     text = cold_start.table(report)
     naive = report["variants"]["naive"]
     if naive.get("touched_but_stripped"):
