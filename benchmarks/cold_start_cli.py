@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 
 def _build_trees(args, log):
-    from vendor_efs.runtime.build import build, format_report
+    from vendor_efs.runtime.build import REPORT_FILE, build, format_report
     from vendor_efs.runtime.local_wheel import local_build
     built = {}
     for kind, given in (("naive", args.naive_tree), ("stripped", args.stripped_tree)):
@@ -32,11 +32,11 @@ def _build_trees(args, log):
         if given is not None:
             built[kind] = (given.resolve(), None)
             continue
-        if args.rebuild or not (tree / "XRAY_RUNTIME.json").exists():
+        if args.rebuild or not (tree / REPORT_FILE).exists():
             options = local_build(WORK, args.wheels, index_url=args.index_url)
             report = build(out=tree, naive=kind == "naive", log=log, **options)
             log(format_report(report))
-        built[kind] = (tree, json.loads((tree / "XRAY_RUNTIME.json").read_text()))
+        built[kind] = (tree, json.loads((tree / REPORT_FILE).read_text()))
     return built
 
 

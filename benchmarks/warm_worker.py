@@ -78,7 +78,8 @@ def png_model_input(classifier, work: str):
 
 class Ours:
     def __init__(self, work: str) -> None:
-        os.environ["XRAY_EFS_ROOT"] = os.path.join(work, "efs")
+        from chalicelib.settings import EFS_ROOT
+        os.environ[EFS_ROOT] = os.path.join(work, "efs")
         import app  # the handler module, as Lambda's init phase imports it
         imported_app = time.perf_counter()
         import_first_request(app)  # what the first request imports: Pillow, onnxruntime
