@@ -26,7 +26,9 @@ def serving(efs_root: Path, **env: str) -> Iterator:
     _clear(app_module)
     environ = os.environ
     try:
-        with Client(app_module.app) as client:
+        # stage "local", as scripts/serve runs it: no stage of .chalice/config.json has that
+        # name, so the test client adds no deployed stage's variables (XRAY_EFS_ROOT=/mnt/...)
+        with Client(app_module.app, stage_name="local") as client:
             yield client
     finally:
         # The test client swaps os.environ for a patched copy during each request (with the
