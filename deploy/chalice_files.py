@@ -8,7 +8,7 @@ Standard library only, so that the EFS tools (vendor_efs) can read them without 
 """
 import json
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 from deploy.errors import DeployError
 
@@ -45,10 +45,15 @@ def deployed_resources(project_dir: Path, stage: str) -> List[Dict[str, Any]]:
                           "again") from None
 
 
-def function_arn(project_dir: Path, stage: str, name: str) -> str:
-    """The ARN of the Lambda function Chalice deployed under this resource name."""
-    for resource in deployed_resources(project_dir, stage):
-        if resource.get("name") == name and resource.get("resource_type") == "lambda_function":
-            return resource["lambda_arn"]
-    raise DeployError(f"{project_dir / DEPLOYED / f'{stage}.json'} lists no lambda_function "
-                      f"{name!r}: deploy the current app.py (it declares both functions)")
+def function_arns(project_dir: Path, stage: str, names: Iterable[str]) -> Dict[str, str]:
+    """The ARN of each Lambda function Chalice deployed under these resource names (the record
+    is read once)."""
+    functions = {resource.get("name"): resource["lambda_arn"]
+                 for resource in deployed_resources(project_dir, stage)
+                 if resource.get("resource_type") == "lambda_function"}
+    for name in names:
+        if name not in functions:
+            raise DeployError(f"{project_dir / DEPLOYED / f'{stage}.json'} lists no "
+                              f"lambda_function {name!r}: deploy the current app.py (it declares "
+                              "both functions)")
+    return {name: functions[name] for name in names}

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError, WaiterError
 
 from deploy.aws_checks import check_network
-from deploy.chalice_files import function_arn
+from deploy.chalice_files import function_arns
 from deploy.errors import DeployError
 from deploy.policy import CLIENT_MOUNT, CLIENT_WRITE, allows_get_object, allows_mount
 from deploy.settings import UPLOAD_PREFIX, FunctionSettings, StageSettings
@@ -34,8 +34,7 @@ class Target:
 
 def deployed_functions(project_dir: Path, stage: str, settings: StageSettings) -> Dict[str, str]:
     """Each function's ARN (by Chalice resource name) from Chalice's deployed-resources record."""
-    return {function.name: function_arn(project_dir, stage, function.name)
-            for function in settings.functions}
+    return function_arns(project_dir, stage, [function.name for function in settings.functions])
 
 
 def attach_all(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,

@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Optional
 from chalicelib.efs_loader import LISTING, file_sha256
 from chalicelib.inference.store import read_manifest
 from chalicelib.settings import PROJECT_ROOT
-from deploy.chalice_files import function_arn, read_config, stage_value
+from deploy.chalice_files import function_arns, read_config, stage_value
 from deploy.errors import DeployError
 from deploy.settings import LOADER
 
@@ -98,7 +98,7 @@ def lambda_invoker(stage: str, function: Optional[str]) -> Invoker:
 
     if function is None:
         try:
-            function = function_arn(PROJECT_ROOT, stage, LOADER)
+            function = function_arns(PROJECT_ROOT, stage, [LOADER])[LOADER]
         except DeployError as error:
             raise SystemExit(f"{error} (or pass --function)") from None
     from botocore.config import Config
