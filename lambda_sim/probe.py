@@ -22,15 +22,6 @@ from typing import Dict, List, Optional
 
 STARTED_NS = time.time_ns()  # as early as the probe can note it; --launch-ns is the caller's
 
-# This folder's event and context modules, by path (see runner.py for why not by package).
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import context  # noqa: E402
-import events  # noqa: E402
-
-sys.path.remove(HERE)
-del sys.modules["context"], sys.modules["events"]
-
 
 def _argument(argv, name, default=None):
     if name in argv:
@@ -69,6 +60,14 @@ def _extract(archive: str, into: str) -> tuple:
 
 
 def main(argv) -> dict:
+    # This folder's event and context modules, by path (see runner.py for why not by package);
+    # only when run as the script: importing probe_command from lambda_sim loads neither.
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import context
+    import events
+    sys.path.remove(here)
+    del sys.modules["context"], sys.modules["events"]
     app_dir = os.path.abspath(_argument(argv, "--app"))
     efs_root = os.path.abspath(_argument(argv, "--efs-root"))
     packages = _argument(argv, "--packages")
