@@ -1,6 +1,6 @@
 """ResNet-18/50 with torchvision's parameter names (torchxrayvision's ResNet wraps the same
 module under `model.`), defined without torchvision for the reasons given in densenet.py."""
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, List, Sequence, Tuple, Type, Union
 
 import torch
 from torch import nn
@@ -77,9 +77,16 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(planes, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolutional stages, up to layer4's output (Grad-CAM's target layer)."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def head(self, activations: torch.Tensor) -> torch.Tensor:
+        """Average pool and fc; it does not work in place on its input."""
+        return self.fc(torch.flatten(self.avgpool(activations), 1))
 
 
 def resnet18(num_classes: int, in_channels: int = 3) -> ResNet:
@@ -91,14 +98,8 @@ def resnet50(num_classes: int, in_channels: int = 3) -> ResNet:
 
 
 def gradcam_split(network: ResNet) -> Tuple[Callable, Callable, str]:
-    """The trunk ends in layer4; the head is the average pool and fc."""
-    def trunk(x: Any) -> Any:
-        x = network.maxpool(network.relu(network.bn1(network.conv1(x))))
-        return network.layer4(network.layer3(network.layer2(network.layer1(x))))
-
-    def head(activations: Any) -> Any:
-        return network.fc(torch.flatten(network.avgpool(activations), 1))
-    return trunk, head, "layer4"
+    """forward() is head(trunk(x)) by construction."""
+    return network.trunk, network.head, "layer4"
 
 
 SPECS: Dict[str, ArchitectureSpec] = {
