@@ -18,10 +18,8 @@ from typing import Iterable, List
 
 from chalicelib.settings import PROJECT_ROOT
 
-REPO = PROJECT_ROOT
 
-
-def zip_requirements(requirements: Path = REPO / "requirements.txt") -> List[str]:
+def zip_requirements(requirements: Path = PROJECT_ROOT / "requirements.txt") -> List[str]:
     """The pinned `name==version` lines of requirements.txt."""
     pins = []
     for line in requirements.read_text().splitlines():
@@ -57,8 +55,8 @@ def build_app_tree(out: Path, pins: Iterable[str] = ()) -> Path:
     import chalice
     import chalice.app
     out.mkdir(parents=True)
-    shutil.copy2(REPO / "app.py", out / "app.py")
-    _copy_tree(REPO / "chalicelib", out / "chalicelib")
+    shutil.copy2(PROJECT_ROOT / "app.py", out / "app.py")
+    _copy_tree(PROJECT_ROOT / "chalicelib", out / "chalicelib")
     (out / "chalice").mkdir()
     shutil.copy2(chalice.__file__, out / "chalice" / "__init__.py")
     shutil.copy2(chalice.app.__file__, out / "chalice" / "app.py")

@@ -45,9 +45,8 @@ from vendor_efs.runtime.glibc import (
     wheel_requirement,
 )
 
-REPO = PROJECT_ROOT
 HERE = Path(__file__).resolve().parent
-DEFAULT_OUT = REPO / "build" / "efs" / "packages"
+DEFAULT_OUT = PROJECT_ROOT / "build" / "efs" / "packages"
 ARCHES = {"arm64": "aarch64", "x86_64": "x86_64"}  # Lambda's name -> the wheel tags' name
 REPORT_FILE = "XRAY_RUNTIME.json"  # the build's report, kept in the tree (and on EFS)
 NOT_FOR_LAMBDA = "NOT-FOR-LAMBDA"
@@ -132,7 +131,7 @@ class Target:
         return ok + newer
 
 
-def configured_arch(project_dir: Path = REPO, stage: Optional[str] = None) -> Optional[str]:
+def configured_arch(project_dir: Path = PROJECT_ROOT, stage: Optional[str] = None) -> Optional[str]:
     """lambda_architecture from .chalice/config.json (the stage's, else the top level's), if
     the file can be read and sets it."""
     from deploy.chalice_files import read_config, stage_value
