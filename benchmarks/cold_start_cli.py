@@ -17,15 +17,16 @@ def add_arguments(parser) -> None:
     group.add_argument("--stripped-tree", type=Path,
                        help="an existing vendor_efs.runtime tree (e.g. build/efs/packages)")
     group.add_argument("--wheels", type=Path, default=Path("/opt/wheels"),
-                       help="folder with a torch CPU wheel to build the trees from, when not "
-                            "given (default %(default)s)")
+                       help="folder with a torch CPU wheel for this Python to build the trees "
+                            "from, when not given; without one, this venv's torch "
+                            "(vendor_efs.runtime.host; default %(default)s)")
     group.add_argument("--index-url", help="index for torch's pure dependencies")
     group.add_argument("--rebuild", action="store_true", help="rebuild the work folder")
 
 
 def _build_trees(args, log):
     from vendor_efs.runtime.build import REPORT_FILE, build, format_report
-    from vendor_efs.runtime.local_wheel import local_build
+    from vendor_efs.runtime.host import host_build
     built = {}
     for kind, given in (("naive", args.naive_tree), ("stripped", args.stripped_tree)):
         tree = WORK / f"packages-{kind}"
@@ -33,7 +34,7 @@ def _build_trees(args, log):
             built[kind] = (given.resolve(), None)
             continue
         if args.rebuild or not (tree / REPORT_FILE).exists():
-            options = local_build(WORK, args.wheels, index_url=args.index_url)
+            options = host_build(WORK, args.wheels, index_url=args.index_url)
             report = build(out=tree, naive=kind == "naive", log=log, **options)
             log(format_report(report))
         built[kind] = (tree, json.loads((tree / REPORT_FILE).read_text()))

@@ -1,4 +1,4 @@
-"""Runs the Chalice handler the way Lambda's python3.11 runtime does, in a bare interpreter.
+"""Runs the Chalice handler the way Lambda's python runtime does, in a bare interpreter.
 
     python -I -S lambda_sim/runner.py TASK_ROOT ANSWERS_JSON < events.json
 

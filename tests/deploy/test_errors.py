@@ -143,7 +143,7 @@ def make_function(aws, name: str, settings, vpc: dict, mount_policy: bool = True
                              if not any(d in str(s["Action"]) for d in drop)]
     iam.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(document))
     return aws.client("lambda").create_function(
-        FunctionName=name, Runtime="python3.11", Role=role, Handler="app.app",
+        FunctionName=name, Runtime="python3.13", Role=role, Handler="app.app",
         Code={"ZipFile": tiny_zip()}, VpcConfig=vpc)["FunctionArn"]
 
 

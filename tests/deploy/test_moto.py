@@ -78,7 +78,7 @@ def test_both_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
         config = function["config"]
         assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(network.subnet_ids)
         assert config["VpcConfig"]["SecurityGroupIds"] == [network.lambda_sg]
-        assert config["Runtime"] == "python3.11"
+        assert config["Runtime"] == "python3.13"
         assert config["Environment"]["Variables"] == {
             "XRAY_EFS_ROOT": "/mnt/xray", "XRAY_PACKAGES_PATH": "/mnt/xray/packages",
             "XRAY_MODEL_PATH": "/mnt/xray/models/current",

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.packaging import USER_VALUES, built_once, lambda_compatible, wheel_tags
+from tests.support.packaging import (
+    LAMBDA_GLIBC,
+    USER_VALUES,
+    built_once,
+    lambda_compatible,
+    wheel_tags,
+)
 
 pytestmark = pytest.mark.build
 
@@ -55,7 +61,7 @@ def test_the_zip_fits_lambdas_size_limits(package_dir, archive):
 def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive):
     """Chalice silently builds a package from source on this host when it finds no wheel it
     accepts (the Pillow 13 trap); such a build is tagged linux_x86_64 and links this host's
-    glibc. Every .so must belong to a dist-info whose wheel tags fit Lambda python3.11."""
+    glibc. Every .so must belong to a dist-info whose wheel tags fit Lambda's runtime."""
     tags = wheel_tags(archive)
     owner = {}
     for dist_info in tags:
@@ -212,12 +218,23 @@ def test_a_mount_path_outside_mnt_is_caught_by_lint_after_translation(package_di
     assert "E3031" in linted.stdout and "/efs/xray" in linted.stdout, linted.stdout
 
 
+def test_every_native_library_asks_only_for_the_runtimes_glibc(archive, tmp_path):
+    """What the dynamic loader checks on Lambda: every ELF file's GLIBC_x.y symbol versions,
+    and every wheel's declared tags, within Amazon Linux 2023's glibc."""
+    from vendor_efs.runtime.glibc import check_tree
+    archive.extractall(tmp_path / "task")
+    report = check_tree(tmp_path / "task", LAMBDA_GLIBC)
+    assert report.elf_files > 10 and report.ok, report.offenders[:10]
+    assert report.elf_max is not None and report.elf_max > (2, 17)  # the check read real files
+
+
 @pytest.mark.parametrize("tag, fits", [
-    ("cp311-cp311-manylinux2014_x86_64", True), ("cp310-abi3-manylinux_2_17_x86_64", True),
-    ("py3-none-any", True), ("cp311-cp311-manylinux_2_26_x86_64", True),
-    ("cp311-cp311-manylinux_2_27_x86_64", False),  # Pillow 13: Chalice would build instead
-    ("cp311-cp311-linux_x86_64", False),  # built on this host
-    ("cp312-cp312-manylinux2014_x86_64", False), ("cp311-cp311-manylinux2014_aarch64", False),
+    ("cp313-cp313-manylinux2014_x86_64", True), ("cp310-abi3-manylinux_2_17_x86_64", True),
+    ("py3-none-any", True), ("cp313-cp313-manylinux_2_28_x86_64", True),
+    ("cp313-cp313-manylinux_2_34_x86_64", True),
+    ("cp313-cp313-manylinux_2_35_x86_64", False),  # above Amazon Linux 2023's glibc 2.34
+    ("cp313-cp313-linux_x86_64", False),  # built on this host
+    ("cp311-cp311-manylinux2014_x86_64", False), ("cp313-cp313-manylinux2014_aarch64", False),
 ])
 def test_the_wheel_tag_rule_tells_lambda_ready_from_host_built(tag, fits):
     assert lambda_compatible(tag) is fits

@@ -4,6 +4,7 @@ import json
 import os
 import pickle
 import shutil
+import sys
 import threading
 import time
 
@@ -13,7 +14,7 @@ from chalicelib.errors import ModelUnavailable
 from chalicelib.inference.classifier import load_classifier
 from chalicelib.inference.lazy import LazyModel
 from chalicelib.inference.store import ManifestError, read_manifest
-from chalicelib.inference.torch_import import import_torch
+from chalicelib.inference.torch_import import RUNTIME_REPORT, TorchUnavailable, import_torch
 from tests.support.fixtures import PNG_CARDIOMEGALY, REPO
 from tests.support.serving import run_isolated, serving
 from vendor_efs.models.demo import VERSION
@@ -194,6 +195,16 @@ def test_a_failed_load_is_retried_by_the_next_request():
 def test_a_missing_packages_path_is_reported(tmp_path):
     with pytest.raises(RuntimeError, match="is EFS mounted"):
         import_torch(tmp_path / "not-mounted")
+
+
+def test_a_runtime_built_for_another_python_is_named_with_what_to_do(tmp_path):
+    # given a tree that vendor_efs.runtime built for python3.11, when 3.13 runs the function
+    (tmp_path / RUNTIME_REPORT).write_text(json.dumps({"python": "3.11", "arch": "x86_64"}))
+    with pytest.raises(TorchUnavailable, match=r"built for python3\.11; this function runs "
+                                               r"python3\.\d+\. Rebuild it") as raised:
+        import_torch(tmp_path)
+    assert "vendor_efs.ship runtime" in str(raised.value)
+    assert os.path.realpath(tmp_path) not in sys.path
 
 
 def test_the_packages_path_is_put_first_on_sys_path_before_torch_is_imported(tmp_path):

@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Dict, List
 
 from tests.support.project import copy_project, set_stage
+from vendor_efs.runtime.glibc import LAMBDA_GLIBC as RUNTIME_GLIBC
+from vendor_efs.runtime.glibc import this_python
 
-# Lambda's python3.11 runtime is Amazon Linux 2: glibc 2.26 (Chalice assumes the same).
-LAMBDA_GLIBC = (2, 26)
+# Lambda's runtime for the Python the project runs on (Chalice deploys as that Python):
+# python3.13 is Amazon Linux 2023, glibc 2.34 (Chalice assumes the same).
+RUNTIME_PYTHON = this_python()
+LAMBDA_GLIBC = RUNTIME_GLIBC[RUNTIME_PYTHON]
 LEGACY_TAGS = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 # Shaped like real ids (17 hex digits), as cfn-lint and Lambda check them.
 USER_VALUES = {
@@ -58,9 +62,9 @@ def built_once(tmp_path_factory) -> Path:
 
 
 def lambda_compatible(tag: str) -> bool:
-    """Whether a wheel tag (python-abi-platform) runs on Lambda python3.11 x86_64."""
+    """Whether a wheel tag (python-abi-platform) runs on Lambda's runtime, x86_64."""
     _python, abi, platform = tag.split("-")
-    if abi not in ("none", "abi3", "cp311"):
+    if abi not in ("none", "abi3", "cp" + RUNTIME_PYTHON.replace(".", "")):
         return False
     if platform == "any":
         return True

@@ -13,11 +13,12 @@ are reported and written to XRAY_RUNTIME.json in the tree. --naive instead insta
 resolves for the requirements (torch's declared dependencies included) and stops there: the
 baseline the benchmarks compare against.
 
-Lambda's python3.11 runtime is Amazon Linux 2, glibc 2.26: only manylinux2014 /
-manylinux_2_17..2_26 wheels load there, and torch 2.6+ ships only manylinux_2_28 wheels.
-To build a tree for another host anyway (e.g. the tests on this x86_64 machine with a local
-torch 2.13 wheel), pass `--max-glibc 2.28 --not-for-lambda`; the tree is then marked
-NOT-FOR-LAMBDA in its XRAY_RUNTIME.json and in a file of that name.
+The target is Lambda's runtime for the Python this runs under (Chalice deploys the functions as
+that Python): python3.13 is Amazon Linux 2023, glibc 2.34, so manylinux_2_17..2_34 wheels load
+there (python3.11 was Amazon Linux 2, glibc 2.26: torch 2.5.1 was the last that fit). A tree for
+another host (vendor_efs.runtime.host: the tests and benchmarks on this machine) is marked
+NOT-FOR-LAMBDA in its XRAY_RUNTIME.json and in a file of that name; so is one built with
+`--max-glibc` above the runtime's, which needs `--not-for-lambda`.
 """
 import argparse
 import compileall
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import unquote
 
+from chalicelib.inference.torch_import import RUNTIME_REPORT
 from chalicelib.settings import PROJECT_ROOT
 from vendor_efs.runtime.glibc import (
     LAMBDA_GLIBC,
@@ -42,13 +44,14 @@ from vendor_efs.runtime.glibc import (
     check_tree,
     parse_version,
     show,
+    this_python,
     wheel_requirement,
 )
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = PROJECT_ROOT / "build" / "efs" / "packages"
 ARCHES = {"arm64": "aarch64", "x86_64": "x86_64"}  # Lambda's name -> the wheel tags' name
-REPORT_FILE = "XRAY_RUNTIME.json"  # the build's report, kept in the tree (and on EFS)
+REPORT_FILE = RUNTIME_REPORT  # the build's report, kept in the tree (and on EFS)
 NOT_FOR_LAMBDA = "NOT-FOR-LAMBDA"
 HIGHEST_MANYLINUX_MINOR = 40
 
@@ -106,9 +109,10 @@ KEEP_ALWAYS = ("*.dist-info/*", "torch/bin/torch_shm_manager")
 @dataclass
 class Target:
     arch: str                 # Lambda's name: arm64 | x86_64
-    python_version: str       # "3.11"
+    python_version: str       # "3.13"
     glibc: Version            # the runtime's glibc
     allowed_glibc: Version    # what this build accepts (= glibc unless overridden)
+    host_only: str = ""       # why the tree is for another host only, however it fits the glibc
 
     @property
     def machine(self) -> str:
@@ -116,7 +120,7 @@ class Target:
 
     @property
     def for_lambda(self) -> bool:
-        return self.allowed_glibc <= self.glibc
+        return self.allowed_glibc <= self.glibc and not self.host_only
 
     def pip_platforms(self) -> List[str]:
         """Compatible tags first (pip prefers earlier ones), then plain linux_<arch> (PyTorch's
@@ -357,7 +361,10 @@ def build(target: Target, out: Path, requirements: Path, naive: bool = False,
             raise BuildRefused(_refusal(target, glibc.offenders))
         if not naive:
             report["compiled"] = compile_tree(staging, target.python_version)
-        if not target.for_lambda:
+        if target.host_only:
+            (staging / NOT_FOR_LAMBDA).write_text(
+                f"Built for another host: {target.host_only}. Do not ship this.\n")
+        elif not target.for_lambda:
             (staging / NOT_FOR_LAMBDA).write_text(
                 f"Built with --not-for-lambda: needs glibc {show(glibc.elf_max)}, Lambda's "
                 f"python{target.python_version} has {show(target.glibc)}. Do not ship this.\n")
@@ -381,12 +388,20 @@ def _refusal(target: Target, offenders: List[str]) -> str:
         f"REFUSED: this payload needs a newer glibc than Lambda's python{target.python_version} "
         f"runtime has (glibc {show(target.glibc)}"
         f"{', Amazon Linux 2' if target.glibc == (2, 26) else ''}"
+        f"{', Amazon Linux 2023' if target.glibc == (2, 34) else ''}"
         f"); on Lambda its import would fail with \"version `GLIBC_...' not found\":\n  {shown}\n"
-        f"Use wheels built for manylinux2014 / manylinux_2_17..2_{target.glibc[1]} (torch 2.5.1 "
-        f"is the last release with such wheels: aarch64 on PyPI, x86_64 CPU-only on the PyTorch "
-        f"CPU index as linux_x86_64), or a runtime with a newer glibc (python3.12: 2.34).\n"
+        f"Use wheels built for manylinux2014 / manylinux_2_17..2_{target.glibc[1]}"
+        f"{_glibc_hint(target)}.\n"
         f"To build this tree for another host anyway (tests), pass --max-glibc X.Y "
         f"--not-for-lambda.")
+
+
+def _glibc_hint(target: Target) -> str:
+    if target.glibc < (2, 28):
+        return (" (torch 2.5.1 is the last release with such wheels: aarch64 on PyPI, x86_64 "
+                "CPU-only on the PyTorch CPU index as linux_x86_64), or a runtime with a newer "
+                "glibc (python3.13: 2.34)")
+    return ""
 
 
 def format_report(report: Dict) -> str:
@@ -408,8 +423,8 @@ def format_report(report: Dict) -> str:
     lines.append(f"  glibc: needs {glibc['elf_max_glibc']} (ELF symbol versions), runtime has "
                  f"{glibc['target_glibc'] if report['for_lambda'] else report['runtime_glibc']}")
     if not report["for_lambda"]:
-        lines.append(f"  *** {NOT_FOR_LAMBDA}: built with --not-for-lambda; this tree cannot "
-                     f"load on Lambda's python{report['python']} ***")
+        lines.append(f"  *** {NOT_FOR_LAMBDA}: built for another host; do not ship this tree "
+                     f"to Lambda's python{report['python']} ***")
     return "\n".join(lines)
 
 
@@ -421,8 +436,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="Lambda architecture (default: lambda_architecture in "
                              ".chalice/config.json)")
     parser.add_argument("--stage", help="read lambda_architecture from this Chalice stage too")
-    parser.add_argument("--python-version", default="3.11",
-                        help="Lambda runtime's Python (default: %(default)s)")
+    parser.add_argument("--python-version", default=this_python(),
+                        help="Lambda runtime's Python (default: this one, %(default)s, as Chalice "
+                             "deploys it)")
     parser.add_argument("--requirements", type=Path,
                         help="pinned requirements (default: "
                              "vendor_efs/runtime/requirements-efs-ARCH.txt)")

@@ -6,10 +6,12 @@
   section), which is what the dynamic loader checks ("version `GLIBC_2.27' not found").
 
 Lambda's Python runtimes: python3.9-3.11 run on Amazon Linux 2 (glibc 2.26), python3.12+ on
-Amazon Linux 2023 (glibc 2.34). Chalice makes the same assumption when it picks wheels.
+Amazon Linux 2023 (glibc 2.34). Chalice makes the same assumption when it picks wheels, and
+deploys the functions as the Python it runs under: this_python().
 """
 import re
 import struct
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
@@ -23,6 +25,12 @@ LAMBDA_GLIBC: Dict[str, Version] = {
 LEGACY_MANYLINUX: Dict[str, Version] = {
     "manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 SHT_GNU_VERNEED = 0x6FFFFFFE
+
+
+def this_python() -> str:
+    """The running interpreter's version, e.g. "3.13": Lambda's runtime when Chalice deploys
+    from this environment (the project's .venv)."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def parse_version(text: str) -> Version:
