@@ -79,7 +79,7 @@ STRIP_RULES: List[Tuple[str, str]] = [
     ("torch/bin/*", "C++ test binaries, protoc (torch_shm_manager stays: import torch checks "
                     "that it exists)"),
     ("torch/test", "C++ unit-test binaries"),
-    ("torch/lib/*.a", "static libraries"),
+    ("**/*.a", "static libraries (torch's, and the CUDA ones of a CUDA build)"),
     ("torch/lib/libjitbackend_test.so", "test-only shared library"),
     ("torch/lib/libtorchbind_test.so", "test-only shared library"),
     ("torch/lib/libbackend_with_compiler.so", "test-only shared library"),
