@@ -128,12 +128,6 @@ def test_an_all_zero_map_stays_zero():
     assert not gradcam.normalised(np.zeros((7, 7), dtype=np.float32)).any()
 
 
-@pytest.fixture(scope="module")
-def client(demo_store):
-    with serving(demo_store) as c:
-        yield c
-
-
 def test_heatmap_top_explains_the_top_finding(client):
     status, plain, plain_size = post(client, PNG_CARDIOMEGALY.read_bytes())
     status, answer, size = post(client, PNG_CARDIOMEGALY.read_bytes(), query="?heatmap=top")

@@ -1,7 +1,6 @@
 """Builds the project's real artifacts once: `python -m deploy.package` on a copy of the
 project with realistic user values (no AWS is needed to package)."""
 import os
-import re
 import subprocess
 import sys
 import zipfile
@@ -10,13 +9,12 @@ from typing import Dict, List
 
 from tests.support.project import copy_project, set_stage
 from vendor_efs.runtime.glibc import LAMBDA_GLIBC as RUNTIME_GLIBC
-from vendor_efs.runtime.glibc import this_python
+from vendor_efs.runtime.glibc import tag_glibc, this_python
 
 # Lambda's runtime for the Python the project runs on (Chalice deploys as that Python):
 # python3.13 is Amazon Linux 2023, glibc 2.34 (Chalice assumes the same).
 RUNTIME_PYTHON = this_python()
 LAMBDA_GLIBC = RUNTIME_GLIBC[RUNTIME_PYTHON]
-LEGACY_TAGS = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 # Shaped like real ids (17 hex digits), as cfn-lint and Lambda check them.
 USER_VALUES = {
     "subnet_ids": ["subnet-0a1b2c3d4e5f60718", "subnet-0b1c2d3e4f5061728"],
@@ -66,10 +64,8 @@ def lambda_compatible(tag: str) -> bool:
     _python, abi, platform = tag.split("-")
     if abi not in ("none", "abi3", "cp" + RUNTIME_PYTHON.replace(".", "")):
         return False
-    if platform == "any":
+    kind, needs = tag_glibc(platform)
+    if kind == "any":
         return True
-    legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_x86_64", platform)
-    if legacy:
-        return LEGACY_TAGS[legacy[1]] <= LAMBDA_GLIBC
-    perennial = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform)
-    return bool(perennial) and (int(perennial[1]), int(perennial[2])) <= LAMBDA_GLIBC
+    return (kind == "manylinux" and platform.endswith("_x86_64") and needs is not None
+            and needs <= LAMBDA_GLIBC)

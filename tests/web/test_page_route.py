@@ -15,12 +15,6 @@ from tests.support.serving import serving
 
 
 @pytest.fixture(scope="module")
-def client(demo_store):
-    with serving(demo_store) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def page(client):
     response = client.http.get("/")
     assert response.status_code == 200

@@ -291,7 +291,7 @@ def compile_tree(tree: Path, python_version: str) -> Dict[str, int]:
     """Unchecked-hash pycs: the import system reads the pyc without checking the source's
     mtime or hash (and never tries to write a pyc), so a read-only EFS costs no extra reads,
     and copies that change mtimes do not invalidate anything."""
-    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    running = this_python()
     if running != python_version:
         raise BuildRefused(f"byte-compiling for python{python_version} needs that interpreter; "
                            f"this is python{running} (run it from the project's .venv)")
