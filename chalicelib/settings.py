@@ -21,6 +21,18 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
 # Origins (scheme://host[:port], comma-separated) whose web pages may call the API from the
 # browser. Empty (the default) = same-origin only; "*" = any origin, an explicit opt-in only.
 CORS_ORIGINS = "XRAY_CORS_ORIGINS"
+# Who may call the API (read when app.py is imported, so each stage of .chalice/config.json picks
+# its own): none (local/dev only), iam (SigV4), cognito (a user pool's tokens), api_key, or
+# iam+api_key / cognito+api_key. Unset = iam: a stage never ends up open by omission.
+AUTH = "XRAY_AUTH"
+AUTH_MECHANISMS = ("iam", "cognito", "api_key")
+AUTH_CHOICES = ("iam", "none", "cognito", "api_key", "iam+api_key", "cognito+api_key")
+# For cognito: the user pools whose tokens are accepted (comma-separated ARNs), and, for the
+# upload page's sign-in, the pool's hosted UI (https://<prefix>.auth.<region>.amazoncognito.com
+# or a custom domain) and an app client without a secret (authorization code + PKCE).
+COGNITO_USER_POOL_ARNS = "XRAY_COGNITO_USER_POOL_ARNS"
+COGNITO_DOMAIN = "XRAY_COGNITO_DOMAIN"
+COGNITO_CLIENT_ID = "XRAY_COGNITO_CLIENT_ID"
 
 # A Lambda request payload is at most 6 MiB and API Gateway hands binary bodies over base64
 # encoded (4 bytes for every 3). Keep 64 KiB for the rest of the event (headers, context).
@@ -34,6 +46,59 @@ DEFAULT_MIN_SIDE = 32
 
 LOCAL_EFS_ROOT = PROJECT_ROOT / "efs-local"
 
+USER_POOL_ARN = re.compile(r"arn:aws[a-z-]*:cognito-idp:[a-z]{2}(-[a-z]+)+-\d:\d{12}:"
+                           r"userpool/[a-z]{2}(-[a-z]+)+-\d_[0-9A-Za-z]+")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """XRAY_AUTH and what its mechanisms need."""
+    mode: str = "iam"                   # as configured, one of AUTH_CHOICES
+    user_pool_arns: Tuple[str, ...] = ()
+    cognito_domain: str = ""            # the hosted UI's origin, for the page's sign-in
+    cognito_client_id: str = ""
+
+    @property
+    def mechanisms(self) -> Tuple[str, ...]:
+        """("iam",), ("cognito", "api_key"), ... ; () for none."""
+        return () if self.mode == "none" else tuple(self.mode.split("+"))
+
+    @property
+    def iam(self) -> bool:
+        return "iam" in self.mechanisms
+
+    @property
+    def cognito(self) -> bool:
+        return "cognito" in self.mechanisms
+
+    @property
+    def api_key(self) -> bool:
+        return "api_key" in self.mechanisms
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "AuthSettings":
+        mode = _choice(env, AUTH, AUTH_CHOICES)
+        pools = tuple(p.strip() for p in env.get(COGNITO_USER_POOL_ARNS, "").split(",")
+                      if p.strip())
+        bad = [p for p in pools if not USER_POOL_ARN.fullmatch(p)]
+        if bad:
+            raise ValueError(f"{COGNITO_USER_POOL_ARNS} entries must be user pool ARNs like "
+                             f"arn:aws:cognito-idp:eu-west-1:123456789012:userpool/"
+                             f"eu-west-1_AbCdEf123, got {', '.join(map(repr, bad))}")
+        auth = cls(mode=mode, user_pool_arns=pools,
+                   cognito_domain=env.get(COGNITO_DOMAIN, "").strip().rstrip("/"),
+                   cognito_client_id=env.get(COGNITO_CLIENT_ID, "").strip())
+        if auth.cognito and not pools:
+            raise ValueError(f"{AUTH}={mode} needs {COGNITO_USER_POOL_ARNS}: the ARN of the "
+                             "user pool whose tokens the API accepts")
+        if auth.cognito_domain and not re.fullmatch(r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?|"
+                                                    r"http://(localhost|127\.0\.0\.1)"
+                                                    r"(:[0-9]{1,5})?", auth.cognito_domain):
+            raise ValueError(f"{COGNITO_DOMAIN} must be the hosted UI's origin, like "
+                             f"https://myapp.auth.eu-west-1.amazoncognito.com (no path), got "
+                             f"{auth.cognito_domain!r}")
+        return auth
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -45,6 +110,7 @@ class Settings:
     min_side: int
     cors_origins: Tuple[str, ...] = ()
     backend: str = "auto"
+    auth: AuthSettings = AuthSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -59,6 +125,7 @@ class Settings:
             min_side=_positive_int(env, MIN_SIDE, DEFAULT_MIN_SIDE),
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
+            auth=AuthSettings.from_env(env),
         )
 
 
