@@ -33,6 +33,14 @@ AUTH_CHOICES = ("iam", "none", "cognito", "api_key", "iam+api_key", "cognito+api
 COGNITO_USER_POOL_ARNS = "XRAY_COGNITO_USER_POOL_ARNS"
 COGNITO_DOMAIN = "XRAY_COGNITO_DOMAIN"
 COGNITO_CLIENT_ID = "XRAY_COGNITO_CLIENT_ID"
+# The stage this function serves, as its logs and metrics name it (Chalice does not tell a
+# function its stage: .chalice/config.json sets this per stage). Unset = "local".
+STAGE = "XRAY_STAGE"
+DEFAULT_STAGE = "local"
+# Read by Powertools itself, named here so that every variable the function honours is listed:
+# "true" stops the EMF metric lines (POWERTOOLS_DEV=true does too, unless this is set to false).
+METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+POWERTOOLS_DEV = "POWERTOOLS_DEV"
 
 # A Lambda request payload is at most 6 MiB and API Gateway hands binary bodies over base64
 # encoded (4 bytes for every 3). Keep 64 KiB for the rest of the event (headers, context).
@@ -111,6 +119,7 @@ class Settings:
     cors_origins: Tuple[str, ...] = ()
     backend: str = "auto"
     auth: AuthSettings = AuthSettings()
+    stage: str = DEFAULT_STAGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -126,6 +135,7 @@ class Settings:
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
             auth=AuthSettings.from_env(env),
+            stage=_stage(env),
         )
 
 
@@ -133,6 +143,15 @@ def _choice(env: Mapping[str, str], name: str, choices: Tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _stage(env: Mapping[str, str]) -> str:
+    """A metric dimension and a log field: a short name, never free text."""
+    value = env.get(STAGE) or DEFAULT_STAGE
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+        raise ValueError(f"{STAGE} must be the stage's name (letters, digits, - or _, at most 32),"
+                         f" got {value!r}")
     return value
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Optional
 from chalicelib.errors import ModelUnavailable
 from chalicelib.inference.classifier import Classifier, load_classifier
 from chalicelib.inference.store import Manifest
+from chalicelib.observability.request import note
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class LazyModel:
             log.error("model load failed: %s\n%s", self._error, traceback.format_exc())
             return
         self._load_ms = (time.perf_counter() - started) * 1000
+        note(model_load_ms=round(self._load_ms, 1))  # the ModelLoadTime metric
         self._classifier, self._state, self._error = classifier, self.READY, None
         log.info("model %s loaded in %.0f ms", classifier.manifest.identity(), self._load_ms)
 
