@@ -5,8 +5,8 @@ app's, chalicelib.*) and for the libraries on the request path that log (pydicom
 its one handler applies the rules to every record, whoever wrote it:
 - an exception is logged as its type and the frames it went through (file, line, function),
   never its message or the traceback text: a parser's message may quote a header value;
-- a library's record is logged as its logger and level only: pydicom quotes element values,
-  patient names among them;
+- a library's record is logged as its logger and level only, and only from level ERROR up:
+  pydicom quotes element values, patient names among them, and warns what it logs anyway;
 - library warnings (the warnings module) are logged as their category and module only, never
   their text, instead of Python's default of printing them to stderr.
 """
@@ -46,8 +46,12 @@ class Withhold(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(OWN_LOGGERS):
-            record.msg = f"{record.name} logged a {record.levelname.lower()} record (text " \
-                         f"withheld: a library's message may quote DICOM header values)"
+            if record.levelno < logging.ERROR:
+                # pydicom logs each finding and warns it too: the warning's line stands for
+                # both. (Its level cannot be set once for all: importing pydicom resets it.)
+                return False
+            record.msg = (f"{record.name} logged at level {record.levelname} (text withheld: "
+                          f"a library's message may quote DICOM header values)")
             record.args = None
         if record.exc_info:
             kind, _, tb = record.exc_info
@@ -83,7 +87,7 @@ def log_warning(message: Any, category: Type[Warning], filename: str, lineno: in
     """warnings.showwarning for the whole process: which category, from which module."""
     logger.warning("library warning (text withheld: it may quote DICOM header values)",
                    extra={"event": "warning", "category": category.__name__,
-                          "module": _module(filename)})
+                          "source": _module(filename)})
 
 
 def _module(filename: str) -> str:
@@ -105,7 +109,4 @@ def install() -> None:
         named.propagate = False  # the Lambda runtime's root handler would print it again
     logging.getLogger(SERVICE).setLevel(logging.INFO)
     logging.getLogger("chalicelib").setLevel(logging.INFO)
-    # pydicom warns and logs each finding twice (logger and warnings): the record is enough
-    # at error level; its warnings arrive through log_warning.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = log_warning
