@@ -45,20 +45,20 @@ class Withhold(logging.Filter):
     """The rules above, applied to a record in place before it is formatted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(OWN_LOGGERS):
-            if record.levelno < logging.ERROR:
-                # pydicom logs each finding and warns it too: the warning's line stands for
-                # both. (Its level cannot be set once for all: importing pydicom resets it.)
-                return False
-            record.msg = (f"{record.name} logged at level {record.levelname} (text withheld: "
-                          f"a library's message may quote DICOM header values)")
-            record.args = None
+        # in place, so that no other handler of the record sees the text either
         if record.exc_info:
             kind, _, tb = record.exc_info
             record.error_type = kind.__name__ if kind is not None else None
             record.error_frames = frames(tb)
             record.exc_info, record.exc_text = None, None
         record.stack_info = None
+        if not record.name.startswith(OWN_LOGGERS):
+            record.msg = (f"{record.name} logged at level {record.levelname} (text withheld: "
+                          f"a library's message may quote DICOM header values)")
+            record.args = None
+            # pydicom logs each finding and warns it too: the warning's line stands for both.
+            # (Its logger's level cannot be set once for all: importing pydicom resets it.)
+            return record.levelno >= logging.ERROR
         return True
 
 

@@ -5,8 +5,8 @@ for a classification, the audit line.
 What a request line may carry is listed here and nowhere else: ids, cold start, stage, method,
 route (the resource, never the raw path or query), status, error code (never the message: our
 messages quote the Content-Type or Origin the client sent), timings per step, sizes, and what
-was decoded (format, size in pixels, Pillow mode or photometric, bits, transfer syntax). Never headers, body,
-findings or any DICOM field beyond those image-describing ones.
+was decoded (format, size in pixels, Pillow mode or photometric, bits, transfer syntax). Never
+headers, body, findings or any DICOM field beyond those image-describing ones.
 """
 import json
 import time
