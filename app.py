@@ -36,7 +36,8 @@ def get_settings() -> Settings:
 def get_model():
     from chalicelib.inference.lazy import LazyModel
     settings = get_settings()
-    return LazyModel(settings.model_path, settings.packages_path, settings.backend)
+    return LazyModel(settings.model_path, settings.packages_path, settings.backend,
+                     hint=settings.store_hint())
 
 
 @lru_cache(maxsize=1)

@@ -59,11 +59,25 @@ def local_server(log_path: Path, **env: str) -> Iterator:
     """`scripts/serve` (the README's command) on a free port: yields (base URL, PID) once
     /health answers, and stops the server by its PID. Hermetic: the local store scripts/setup
     made (efs-local/), whatever XRAY_* this process inherited, plus `env`."""
+    with _started([str(REPO / "scripts" / "serve")], log_path, env) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def chalice_local(log_path: Path, *args: str) -> Iterator:
+    """Plain `chalice local [args]` as a Chalice user types it (the stage's environment from
+    .chalice/config.json, nothing of ours around it), on a free port: yields (base URL, PID)."""
+    with _started([str(REPO / ".venv" / "bin" / "chalice"), "local", *args], log_path, {}) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def _started(command: list, log_path: Path, env: dict) -> Iterator:
     port = free_port()
     clean = {name: value for name, value in os.environ.items() if not name.startswith("XRAY_")}
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [str(REPO / "scripts" / "serve"), "--no-autoreload", "--port", str(port)],
+            [*command, "--no-autoreload", "--port", str(port)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**clean, **env})
         base = f"http://127.0.0.1:{port}"
         try:
