@@ -25,7 +25,7 @@ FORMATS = ("png", "jpeg", "dicom")
 CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "dicom": "application/dicom"}
 PERCENTILES = (50, 95, 99)
 REQUEST_TIMEOUT_S = 120  # one request, and how long users may take to finish theirs at the end
-# The model's load line, as chalicelib/inference/lazy.py logs it ("model {...} loaded in 232
+# The model's load line, as chalicelib/inference/lazy.py logs it ("model {...} loaded in N
 # ms"), plain or as the message of a JSON log line.
 MODEL_LOADED = re.compile(r"\bmodel\b.*\bloaded in [\d.]+ ?ms")
 
