@@ -71,10 +71,11 @@ def label_and_log(event, get_response):
 @app.route("/", methods=["GET"])
 def upload_page():
     """The upload page (chalicelib/web/page.html): pick or drop an X-ray, see findings and
-    heatmap."""
+    heatmap. No authorizer: it holds no data, and a Cognito sign-in returns to it."""
     from chalicelib.web import page
-    max_bytes = get_settings().max_upload_bytes
-    return Response(body=page.render(max_bytes), headers=dict(page.headers(max_bytes)))
+    settings = get_settings()
+    return Response(body=page.render(settings.max_upload_bytes, settings.auth),
+                    headers=dict(page.headers(settings.max_upload_bytes, settings.auth)))
 
 
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
