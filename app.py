@@ -14,6 +14,7 @@ from chalice import Chalice, Response
 from chalicelib.imaging.formats import ROUTE_CONTENT_TYPES
 from chalicelib.settings import Settings
 from chalicelib.web import cors
+from chalicelib.web.auth import route_auth
 
 app = Chalice(app_name="chest-xray")
 app.debug = False  # never send tracebacks to clients
@@ -30,6 +31,11 @@ _log_details: ContextVar[dict] = ContextVar("log_details")
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings.from_env()
+
+
+# Who may call the data routes (XRAY_AUTH, per stage: chalicelib/web/auth.py). Not the page,
+# which holds no data and must load for a Cognito sign-in, nor the CORS preflights.
+PROTECTED = route_auth(get_settings().auth)
 
 
 @lru_cache(maxsize=1)
@@ -78,7 +84,7 @@ def upload_page():
                     headers=dict(page.headers(settings.max_upload_bytes, settings.auth)))
 
 
-@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def classify_xray():
     """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
     global _cold_start
@@ -94,7 +100,7 @@ def classify_xray():
     return result
 
 
-@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
     request = app.current_request
@@ -102,13 +108,13 @@ def preview_xray():
     return get_service().preview(upload_bytes(request), request.headers.get("content-type", ""))
 
 
-@app.route("/health", methods=["GET"])
+@app.route("/health", methods=["GET"], **PROTECTED)
 def health():
     status = get_model().status()
     return {"live": True, "ready": status["state"] == "ready", "model": status}
 
 
-@app.route("/model", methods=["GET"])
+@app.route("/model", methods=["GET"], **PROTECTED)
 def model_manifest():
     from chalicelib.errors import ModelUnavailable
     from chalicelib.inference.store import ManifestError, read_manifest

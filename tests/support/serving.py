@@ -11,6 +11,23 @@ from benchmarks.local_server import chalice_local, free_port, local_server  # no
 from tests.support.fixtures import REPO
 
 
+def import_app_unauthenticated():
+    """Imports app.py (once per process) with XRAY_AUTH=none, whatever this process inherited;
+    the environment is left as it was."""
+    from chalicelib.settings import AUTH
+    saved = os.environ.get(AUTH)
+    os.environ[AUTH] = "none"
+    try:
+        import app as app_module
+        app_module.get_settings.cache_clear()
+    finally:
+        if saved is None:
+            os.environ.pop(AUTH, None)
+        else:
+            os.environ[AUTH] = saved
+    return app_module
+
+
 @contextlib.contextmanager
 def serving(efs_root: Path, **env: str) -> Iterator:
     """The Chalice app reading its store from efs_root, with fresh cached getters."""
