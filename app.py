@@ -12,6 +12,7 @@ from chalicelib.observability import logging as observability_logging
 from chalicelib.observability import request as observed
 from chalicelib.settings import Settings
 from chalicelib.web import cors
+from chalicelib.web.auth import route_auth
 
 # Logs are Powertools JSON lines (chalicelib/observability/logging.py), not Chalice's plain ones.
 app = Chalice(app_name=observability_logging.SERVICE, configure_logs=False)
@@ -27,11 +28,17 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
+# Who may call the data routes (XRAY_AUTH, per stage: chalicelib/web/auth.py). Not the page,
+# which holds no data and must load for a Cognito sign-in, nor the CORS preflights.
+PROTECTED = route_auth(get_settings().auth)
+
+
 @lru_cache(maxsize=1)
 def get_model():
     from chalicelib.inference.lazy import LazyModel
     settings = get_settings()
-    return LazyModel(settings.model_path, settings.packages_path, settings.backend)
+    return LazyModel(settings.model_path, settings.packages_path, settings.backend,
+                     hint=settings.store_hint())
 
 
 @lru_cache(maxsize=1)
@@ -62,13 +69,14 @@ def label_and_log(event, get_response):
 @app.route("/", methods=["GET"])
 def upload_page():
     """The upload page (chalicelib/web/page.html): pick or drop an X-ray, see findings and
-    heatmap."""
+    heatmap. No authorizer: it holds no data, and a Cognito sign-in returns to it."""
     from chalicelib.web import page
-    max_bytes = get_settings().max_upload_bytes
-    return Response(body=page.render(max_bytes), headers=dict(page.headers(max_bytes)))
+    settings = get_settings()
+    return Response(body=page.render(settings.max_upload_bytes, settings.auth),
+                    headers=dict(page.headers(settings.max_upload_bytes, settings.auth)))
 
 
-@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def classify_xray():
     """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
     request = app.current_request
@@ -80,7 +88,7 @@ def classify_xray():
     return result
 
 
-@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
     request = app.current_request
@@ -90,13 +98,13 @@ def preview_xray():
     return result
 
 
-@app.route("/health", methods=["GET"])
+@app.route("/health", methods=["GET"], **PROTECTED)
 def health():
     status = get_model().status()
     return {"live": True, "ready": status["state"] == "ready", "model": status}
 
 
-@app.route("/model", methods=["GET"])
+@app.route("/model", methods=["GET"], **PROTECTED)
 def model_manifest():
     from chalicelib.errors import ModelUnavailable
     from chalicelib.inference.store import ManifestError, read_manifest

@@ -9,6 +9,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Env-var names. .chalice/config.json sets them per stage; locally the defaults apply.
 EFS_ROOT = "XRAY_EFS_ROOT"              # where the EFS access point is mounted (/mnt/... on Lambda)
+# Off Lambda (`chalice local`), a stage with this set reads its store from that folder (relative
+# to the project) instead of XRAY_EFS_ROOT, and torch from this interpreter: the dev stage's is
+# efs-local/, the demo store scripts/setup writes, so plain `chalice local` serves the demo model.
+LOCAL_EFS_ROOT_ENV = "XRAY_LOCAL_EFS_ROOT"
+# Set by Lambda itself in every function's environment: how the code knows it runs there.
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 MODEL_PATH = "XRAY_MODEL_PATH"          # the served model's folder (manifest.json + weights)
 PACKAGES_PATH = "XRAY_PACKAGES_PATH"    # torch & co. on EFS; unset = this interpreter's own
 MAX_UPLOAD_BYTES = "XRAY_MAX_UPLOAD_BYTES"
@@ -119,15 +125,25 @@ class Settings:
     cors_origins: Tuple[str, ...] = ()
     backend: str = "auto"
     auth: AuthSettings = AuthSettings()
+    # What to tell an operator whose store is missing, for where this runs (see store_hint)
+    on_lambda: bool = False
+    local_store: bool = False  # XRAY_LOCAL_EFS_ROOT applied
     stage: str = DEFAULT_STAGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        efs_root = Path(env.get(EFS_ROOT) or LOCAL_EFS_ROOT)
-        packages = env.get(PACKAGES_PATH)
+        on_lambda = bool(env.get(LAMBDA_FUNCTION_NAME))
+        local = None if on_lambda else env.get(LOCAL_EFS_ROOT_ENV)
+        if local:  # the stage's EFS paths name a mount this machine does not have
+            efs_root = PROJECT_ROOT / local
+            model_path, packages = efs_root / "models" / "current", None
+        else:
+            efs_root = Path(env.get(EFS_ROOT) or LOCAL_EFS_ROOT)
+            model_path = Path(env.get(MODEL_PATH) or efs_root / "models" / "current")
+            packages = env.get(PACKAGES_PATH)
         return cls(
             efs_root=efs_root,
-            model_path=Path(env.get(MODEL_PATH) or efs_root / "models" / "current"),
+            model_path=model_path,
             packages_path=Path(packages) if packages else None,
             max_upload_bytes=_positive_int(env, MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
             max_pixels=_positive_int(env, MAX_PIXELS, DEFAULT_MAX_PIXELS),
@@ -135,8 +151,25 @@ class Settings:
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
             auth=AuthSettings.from_env(env),
+            on_lambda=on_lambda,
+            local_store=bool(local),
             stage=_stage(env),
         )
+
+    def store_hint(self) -> str:
+        """What to do when the model store is not there, said where it is read from."""
+        if self.on_lambda:
+            return (f" The function reads it from EFS at {self.efs_root}: install a model with "
+                    f"python -m vendor_efs.ship (see the README).")
+        if self.local_store or self.efs_root == LOCAL_EFS_ROOT:
+            return (f" Write the demo model there with scripts/setup (or .venv/bin/python -m "
+                    f"vendor_efs.models demo --store {self.efs_root / 'models'}).")
+        if str(self.efs_root).startswith("/mnt/"):
+            return (f" This stage reads its store from EFS ({EFS_ROOT}={self.efs_root}), which "
+                    f"is mounted only on Lambda. To serve locally run `chalice local` (the dev "
+                    f"stage: the demo model in efs-local/) or scripts/serve, or give this stage "
+                    f"{LOCAL_EFS_ROOT_ENV} in .chalice/config.json.")
+        return ""
 
 
 def _choice(env: Mapping[str, str], name: str, choices: Tuple[str, ...]) -> str:

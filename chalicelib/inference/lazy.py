@@ -23,8 +23,9 @@ class LazyModel:
     NOT_LOADED, LOADING, READY, FAILED = "not_loaded", "loading", "ready", "failed"
 
     def __init__(self, model_path: Path, packages_path: Optional[Path], backend: str = "auto",
-                 load: Callable[..., Classifier] = load_classifier) -> None:
+                 load: Callable[..., Classifier] = load_classifier, hint: str = "") -> None:
         self.model_path = model_path
+        self._hint = hint  # what to do when the store is not there (Settings.store_hint)
         self._packages_path = packages_path
         self._backend = backend
         self._load_classifier = load
@@ -52,6 +53,8 @@ class LazyModel:
                                                self._backend)
         except Exception as error:  # anything: a broken store must never take the API down
             self._state, self._error = self.FAILED, str(error) or type(error).__name__
+            if not self.model_path.exists():
+                self._error += self._hint
             log.error("model load failed: %s\n%s", self._error, traceback.format_exc())
             return
         self._load_ms = (time.perf_counter() - started) * 1000
