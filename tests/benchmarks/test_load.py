@@ -12,8 +12,19 @@ from benchmarks import load
 from chalicelib.inference.lazy import LazyModel
 from tests.support.fixtures import REPO
 
-ACCESS_LINE = ('chest-xray - INFO - {"event": "request", "method": "POST", "path": "/xray", '
-               '"status": 200, "ms": 895.9, "timings_ms": {"decode": 130.0, "model_load": 503.3}}')
+# the request line and the audit line of the request that loaded the model
+# (chalicelib/observability), which name the model and its load time but are no load line
+ACCESS_LINE = "\n".join(json.dumps(line, separators=(",", ":")) for line in [
+    {"level": "INFO", "location": "_finish:96", "message": "request", "service": "chest-xray",
+     "event": "request", "method": "POST", "route": "/xray", "status": 200, "total_ms": 895.9,
+     "timings_ms": {"decode": 130.0, "model_load": 503.3}},
+    {"level": "INFO", "location": "classification:21", "message": "audit",
+     "service": "chest-xray", "event": "audit", "model": {"name": "demo", "version": "3"},
+     "outcome": "classified"},
+    {"_aws": {"Timestamp": 1796130280746, "CloudWatchMetrics": [{
+        "Namespace": "ChestXray", "Dimensions": [["stage", "route", "service"]],
+        "Metrics": [{"Name": "ModelLoadTime", "Unit": "Milliseconds"}]}]},
+     "stage": "dev", "route": "/xray", "service": "chest-xray", "ModelLoadTime": [503.3]}])
 
 
 class FakeClassifier:
@@ -46,7 +57,7 @@ def test_given_the_model_logs_its_load_when_counted_plain_or_as_json_then_it_is_
     plain = "\n".join([ACCESS_LINE, *lines, ACCESS_LINE])
     as_json = "\n".join(json.dumps({"level": "INFO", "message": line, "service": "chest-xray"})
                         for line in lines)
-    # then each counts one load, and the access lines' model_load timing counts none
+    # then each counts one load, and the request, audit and metric lines count none
     assert load.count_model_loads(plain) == 1
     assert load.count_model_loads(as_json) == 1
     assert load.count_model_loads(ACCESS_LINE) == 0
