@@ -53,3 +53,17 @@ def test_given_no_auth_mode_then_iam_so_a_stage_is_never_open_by_omission():
 def test_given_a_wrong_auth_setting_then_it_fails_at_start_saying_what_to_fix(env, said):
     with pytest.raises(ValueError, match=said):
         AuthSettings.from_env(env)
+
+
+def test_given_no_stage_name_then_local_and_each_deployed_stage_names_itself():
+    import json
+    assert Settings.from_env({}).stage == "local"
+    config = json.loads((PROJECT_ROOT / ".chalice" / "config.json").read_text())
+    for stage, own in config["stages"].items():
+        assert Settings.from_env(own["environment_variables"]).stage == stage
+
+
+@pytest.mark.parametrize("value", ["prod stage", "x" * 33, "dev\n"])
+def test_given_a_stage_name_that_is_not_a_short_name_then_it_fails_at_start(value):
+    with pytest.raises(ValueError, match="XRAY_STAGE"):
+        Settings.from_env({"XRAY_STAGE": value})
