@@ -2,7 +2,8 @@
 then makes one role per function):
 
 - policy-<stage>.json (api_handler): logs, the network interfaces a VPC function needs (Chalice's
-  own VPC statement), and a read-only mount of our access point.
+  own VPC statement), a read-only mount of our access point, and with "xray": true the two
+  X-Ray writes active tracing needs.
 - policy-<stage>-loader.json (efs_loader): the same, plus ClientWrite through the same access
   point and s3:GetObject on the upload prefix of the upload bucket. Nothing else: it can read
   only what vendor_efs.ship uploads, and write only through our access point.
@@ -42,6 +43,10 @@ def policy_document(settings: StageSettings,
             "Resource": "*",
         },
     ]
+    if function.tracing:  # "xray": true; Chalice adds this only to the policies it generates
+        statements.append({"Sid": "XRayTracing", "Effect": "Allow",
+                           "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+                           "Resource": "*"})
     # The condition pins the mount to our access point, hence to its one file system (and to
     # the access point's root directory and POSIX user). Never ClientRootAccess.
     pinned = {"Resource": f"arn:{partition}:elasticfilesystem:{region}:{account}:file-system/*",

@@ -102,6 +102,7 @@ class FunctionSettings:
     subnet_ids: List[str]
     security_group_ids: List[str]
     environment: Dict[str, str]
+    tracing: bool = False  # Chalice's "xray": Lambda active tracing (and the API stage's)
 
     @property
     def writes_efs(self) -> bool:
@@ -385,7 +386,8 @@ def _function(project_dir: Path, stage: str, top: Dict[str, Any], name: str,
     return FunctionSettings(
         name=name, policy_file=project_dir / ".chalice" / wanted, memory_mb=memory,
         timeout_s=timeout, reserved_concurrency=concurrency, subnet_ids=subnets,
-        security_group_ids=groups, environment=dict(env))
+        security_group_ids=groups, environment=dict(env),
+        tracing=chalice.xray_enabled is True)
 
 
 def _bucket_problem(name: Any) -> str:

@@ -235,6 +235,17 @@ def test_the_loader_policy_is_exactly_logs_vpc_read_write_mount_and_the_upload_p
     assert not allows_mount(document, arn, "elasticfilesystem:ClientRootAccess")
 
 
+def test_given_xray_tracing_then_both_policies_allow_the_trace_writes_and_only_then(project):
+    settings = filled(project)
+    assert not any(a.startswith("xray:") for f in settings.functions
+                   for a in actions_of(policy_document(settings, f)))
+    traced = filled(project, xray=True)
+    for function in traced.functions:
+        assert function.tracing
+        assert [a for a in actions_of(policy_document(traced, function))
+                if a.startswith("xray:")] == ["xray:PutTraceSegments", "xray:PutTelemetryRecords"]
+
+
 def test_the_partition_comes_from_the_access_point(project):
     settings = filled(project, efs_access_point_arn="arn:aws-cn:elasticfilesystem:cn-north-1:"
                       "123456789012:access-point/fsap-0d1e2f30415263748")
