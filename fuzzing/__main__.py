@@ -62,7 +62,8 @@ def main(argv=None) -> int:
             say(f"fuzz: lambda: {runs[target]} structure-aware inputs through "
                 f"app.app(event, context)")
             results.append(structure.run(runs[target], args.seed, bounds,
-                                         args.efs_root.resolve(), args.corpus, say))
+                                         args.efs_root.resolve(), args.corpus, say,
+                                         args.work / "lambda-worker.log"))
         else:
             results.append(coverage.run_target(target.removeprefix("decode-"), runs[target],
                                                args.seed, bounds, args.work / "atheris",

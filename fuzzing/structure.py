@@ -77,11 +77,12 @@ class Result:
 
 
 def run(runs: int, seed: int, bounds: Bounds, efs_root: Path, corpus_dir: Optional[Path],
-        progress: Callable[[str], None] = lambda line: None) -> Result:
+        progress: Callable[[str], None] = lambda line: None,
+        log_path: Optional[Path] = None) -> Result:
     """runs inputs through the Lambda entry; violations are saved to corpus_dir (None: not
     saved) and listed in the result."""
     result = Result(TARGET)
-    worker = Worker(efs_root)
+    worker = Worker(efs_root, log_path)
     kill_after = max(3 * bounds.time_s, bounds.time_s + 20)
     started = time.perf_counter()
     by_format: Dict[str, int] = {}

@@ -61,6 +61,11 @@ def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
     if photometric not in _GRAY + _COLOUR:
         raise UnsupportedImageType(f"DICOM PhotometricInterpretation {photometric or '(missing)'}"
                                    f" is not supported; send MONOCHROME1, MONOCHROME2 or RGB.")
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples != (1 if photometric in _GRAY else 3):
+        raise UnclassifiableImage(f"DICOM SamplesPerPixel {samples} does not fit "
+                                  f"PhotometricInterpretation {photometric} (1 for MONOCHROME1 "
+                                  f"and MONOCHROME2, 3 for RGB and YBR): correct the header.")
     check_pixel_count(int(ds.Columns), int(ds.Rows), limits)
 
     stored = _stored_values(ds)

@@ -347,3 +347,14 @@ def test_given_megabytes_of_empty_elements_before_the_pixels_when_decoded_then_4
     with pytest.raises(InvalidImage, match=f"more than {MAX_ELEMENTS:,} elements"):
         decode(body[:at] + b"\0" * 8 * (MAX_ELEMENTS + 1) + body[at:], "application/dicom",
                LIMITS)
+
+
+@pytest.mark.parametrize("photometric, samples", [("MONOCHROME2", 3), ("MONOCHROME1", 3),
+                                                  ("RGB", 1)])
+def test_given_samples_per_pixel_that_contradict_the_photometric_when_decoded_then_422(
+        photometric, samples):
+    pixels = np.zeros((48, 48, 3) if samples == 3 else (48, 48), dtype=np.uint8)
+    body = make_dicom(pixels, photometric="RGB" if samples == 3 else "MONOCHROME2",
+                      PhotometricInterpretation=photometric)
+    with pytest.raises(UnclassifiableImage, match=f"SamplesPerPixel {samples}"):
+        decode(body, "application/dicom", LIMITS)
