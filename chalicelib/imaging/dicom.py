@@ -5,12 +5,13 @@ window -> MONOCHROME1 inverted so that bright means dense, as in every other for
 No patient field is read, logged or returned: only the image-describing attributes are.
 """
 import io
+import math
 import warnings
-from typing import Tuple
+from typing import Any, Callable, Tuple
 
 import numpy as np
 
-from chalicelib.errors import UnclassifiableImage, UnsupportedImageType
+from chalicelib.errors import InvalidImage, UnclassifiableImage, UnsupportedImageType
 from chalicelib.imaging.formats import DICOM
 from chalicelib.imaging.image import DecodedImage, Limits, check_pixel_count
 
@@ -26,19 +27,23 @@ SUPPORTED_TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
+PIXEL_DATA = 0x7FE00010
+# Top-level elements read before giving up: a radiograph has a few hundred, while a 4.4 MB
+# upload of empty elements holds over 500,000, seconds of pydicom parsing.
+MAX_ELEMENTS = 10_000
 # pydicom's warnings and log lines may quote element values, patient fields among them: the
 # function's logging (chalicelib/observability/logging.py) withholds their text.
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 
 
 def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
-    import pydicom
+    import pydicom.filereader
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="pydicom")
         # ...except this one: pydicom reads a truncated file "successfully", minus its pixels.
         warnings.filterwarnings("error", message="End of file reached")
-        ds = pydicom.dcmread(io.BytesIO(body))
+        ds = pydicom.filereader.read_partial(io.BytesIO(body), stop_when=_stop_after_pixels())
     syntax = str(ds.file_meta.get("TransferSyntaxUID", ""))
     if syntax not in SUPPORTED_TRANSFER_SYNTAXES:
         raise UnsupportedImageType(
@@ -55,24 +60,61 @@ def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
     if photometric not in _GRAY + _COLOUR:
         raise UnsupportedImageType(f"DICOM PhotometricInterpretation {photometric or '(missing)'}"
                                    f" is not supported; send MONOCHROME1, MONOCHROME2 or RGB.")
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples != (1 if photometric in _GRAY else 3):
+        raise UnclassifiableImage(f"DICOM SamplesPerPixel {samples} does not fit "
+                                  f"PhotometricInterpretation {photometric} (1 for MONOCHROME1 "
+                                  f"and MONOCHROME2, 3 for RGB and YBR): correct the header.")
     check_pixel_count(int(ds.Columns), int(ds.Rows), limits)
 
     stored = _stored_values(ds)
-    if photometric in _COLOUR:
-        # pydicom already converted YBR to RGB; 8-bit colour has no VOI to apply.
-        pixels = stored.mean(axis=2, dtype=np.float32) / float(2 ** int(ds.BitsStored) - 1)
-        windowed = False
-    else:
-        values, low, high = _modality(stored, ds)
-        pixels, windowed = _voi(values, low, high, ds)
-        if photometric == "MONOCHROME1":
-            pixels = 1.0 - pixels
-    return DecodedImage(np.ascontiguousarray(pixels, dtype=np.float32), DICOM, {
+    # Overflow and NaN are not warned about but refused, by _finite.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        if photometric in _COLOUR:
+            # pydicom already converted YBR to RGB; 8-bit colour has no VOI to apply.
+            pixels = stored.mean(axis=2, dtype=np.float32) / float(2 ** int(ds.BitsStored) - 1)
+            windowed = False
+        else:
+            values, low, high = _modality(stored, ds)
+            pixels, windowed = _voi(values, low, high, ds)
+            if photometric == "MONOCHROME1":
+                pixels = 1.0 - pixels
+    return DecodedImage(_finite(pixels), DICOM, {
         "photometric": photometric,
         "bits_stored": int(ds.BitsStored),
         "transfer_syntax": SUPPORTED_TRANSFER_SYNTAXES[syntax],
         "windowed": windowed,
     })
+
+
+def _stop_after_pixels() -> Callable[[int, Any, int], bool]:
+    """pydicom's stop_when: reading ends after Pixel Data (what follows is padding or junk that
+    nothing here reads, and that could be hundreds of thousands of elements) and is refused
+    past MAX_ELEMENTS."""
+    seen = {"elements": 0, "pixels": False}
+
+    def stop_when(tag: int, vr: Any, length: int) -> bool:
+        if seen["pixels"]:
+            return True
+        seen["elements"] += 1
+        if seen["elements"] > MAX_ELEMENTS:
+            raise InvalidImage(f"The DICOM file holds more than {MAX_ELEMENTS:,} elements: "
+                               f"send the radiograph's own file, not one padded with elements.")
+        seen["pixels"] = tag == PIXEL_DATA
+        return False
+    return stop_when
+
+
+def _finite(pixels: np.ndarray) -> np.ndarray:
+    """The contract every decoder keeps: finite float32 values. Rescale values are the file's
+    own: a NaN or infinite slope or intercept, or a range that rounds to nothing, gives NaN,
+    which would reach the model and come back as NaN probabilities (not JSON)."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+    if not np.isfinite(pixels).all():
+        raise InvalidImage("The DICOM file's Rescale Slope or Rescale Intercept makes its pixel "
+                           "values not finite numbers: correct them (or leave them out) and "
+                           "send the file again.")
+    return pixels
 
 
 def _stored_values(ds) -> np.ndarray:
@@ -116,7 +158,7 @@ def _voi(values: np.ndarray, low: float, high: float, ds) -> Tuple[np.ndarray, b
         out_max = 2.0 ** int(item.LUTDescriptor[2]) - 1
         return apply_voi(values, ds, index=0).astype(np.float32) / np.float32(out_max), True
     center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
-    if center is not None and width is not None:
+    if center is not None and width is not None and math.isfinite(center + width):
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         if function == "SIGMOID" and width > 0:
             return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width)), True
@@ -126,7 +168,8 @@ def _voi(values: np.ndarray, low: float, high: float, ds) -> Tuple[np.ndarray, b
             if width == 1:  # a hard threshold at the center
                 return (values > center - 0.5).astype(np.float32), True
             return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0), True
-        # An invalid window is ignored, as viewers do, rather than failing the upload.
+        # An invalid window (a NaN or infinite one too) is ignored, as viewers do, rather than
+        # failing the upload.
     return np.clip((values - low) / np.float32(high - low), 0.0, 1.0), False
 
 

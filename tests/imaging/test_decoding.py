@@ -304,3 +304,57 @@ def test_errors_never_quote_dicom_patient_fields(caplog):
     with pytest.raises(InvalidImage) as raised:
         decode(body[:len(body) // 2], "application/dicom", LIMITS)
     assert "NIH00000001" not in str(raised.value) and "NIH00000001" not in caplog.text
+
+
+# Found by the fuzzer (scripts/fuzz; the inputs are in tests/data/fuzz-corpus/lambda)
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")  # pydicom, writing the test file
+@pytest.mark.parametrize("attributes", [{"RescaleSlope": "NaN"}, {"RescaleSlope": "1e308"},
+                                        {"RescaleIntercept": "-inf"}, {"RescaleSlope": "1e-300"}],
+                         ids=["nan-slope", "overflowing-slope", "infinite-intercept",
+                              "vanishing-slope"])
+def test_given_a_non_finite_rescale_when_decoded_then_400_instead_of_nan_pixels(attributes):
+    stored = (np.arange(48 * 48, dtype=np.uint16) % 4096).reshape(48, 48)
+    with pytest.raises(InvalidImage, match="Rescale"):
+        decode(make_dicom(stored, bits_stored=12, **attributes), "application/dicom", LIMITS)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR DS")
+@pytest.mark.parametrize("center, width", [("NaN", "100"), ("2048", "inf")])
+def test_given_a_non_finite_window_when_decoded_then_it_is_ignored_like_any_invalid_one(
+        center, width):
+    stored = (np.arange(48 * 48, dtype=np.uint16) % 4096).reshape(48, 48)
+    image = decode(make_dicom(stored, bits_stored=12, WindowCenter=center, WindowWidth=width),
+                   "application/dicom", LIMITS)
+    assert image.details["windowed"] is False and np.isfinite(image.pixels).all()
+    assert image.pixels.max() == pytest.approx((48 * 48 - 1) % 4096 / 4095)
+
+
+def test_given_megabytes_of_empty_elements_after_the_pixels_when_decoded_then_fast_and_the_same():
+    import time
+    body = DCM_QUARTER.read_bytes()
+    padded = body + b"\0" * 4_000_000  # ~500,000 empty elements: seconds for pydicom to parse
+    started = time.perf_counter()
+    image = decode(padded, "application/dicom", LIMITS)
+    assert time.perf_counter() - started < 1.0
+    np.testing.assert_array_equal(image.pixels, decode(body, "application/dicom", LIMITS).pixels)
+
+
+def test_given_megabytes_of_empty_elements_before_the_pixels_when_decoded_then_400():
+    from chalicelib.imaging.dicom import MAX_ELEMENTS
+    body = DCM_QUARTER.read_bytes()
+    at = body.rfind(b"\xe0\x7f\x10\x00")  # Pixel Data
+    with pytest.raises(InvalidImage, match=f"more than {MAX_ELEMENTS:,} elements"):
+        decode(body[:at] + b"\0" * 8 * (MAX_ELEMENTS + 1) + body[at:], "application/dicom",
+               LIMITS)
+
+
+@pytest.mark.parametrize("photometric, samples", [("MONOCHROME2", 3), ("MONOCHROME1", 3),
+                                                  ("RGB", 1)])
+def test_given_samples_per_pixel_that_contradict_the_photometric_when_decoded_then_422(
+        photometric, samples):
+    pixels = np.zeros((48, 48, 3) if samples == 3 else (48, 48), dtype=np.uint8)
+    body = make_dicom(pixels, photometric="RGB" if samples == 3 else "MONOCHROME2",
+                      PhotometricInterpretation=photometric)
+    with pytest.raises(UnclassifiableImage, match=f"SamplesPerPixel {samples}"):
+        decode(body, "application/dicom", LIMITS)
