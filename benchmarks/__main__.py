@@ -6,6 +6,8 @@ their tables and writes build/benchmarks/<name>.json.
     cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
     candidates   the forward-pass candidates (eager, channels_last, TorchScript, oneDNN,
                  torch.export, onnxruntime) at 1 and 2 CPUs
+    faults       the model-store fault table: each broken store's answer, /health, time to
+                 answer and recovery without a restart (correctness, not speed)
 """
 import argparse
 import json
@@ -14,12 +16,13 @@ import platform
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, warm
+from benchmarks import candidates, cold_start_cli, faults, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
-BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates}
+BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
+              "faults": faults}
 
 
 def main(argv=None) -> None:
