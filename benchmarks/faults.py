@@ -262,8 +262,12 @@ def _recovers(app_module: Any, image: bytes, within_s: float = 60) -> Tuple[bool
     return False, round(time.monotonic() - started, 2)
 
 
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 3] + "..."
+def _short(text: str, width: int, tail: int = 0) -> str:
+    """At most width characters: the start, and the last `tail` ones (what to do)."""
+    if len(text) <= width:
+        return text
+    return text[:width - tail - 5] + " ... " + text[len(text) - tail:] if tail else \
+        text[:width - 3] + "..."
 
 
 def table(rows: List[Dict[str, Any]]) -> str:
@@ -277,11 +281,12 @@ def table(rows: List[Dict[str, Any]]) -> str:
         if health["reason"]:
             state += f": {_short(health['reason'], 60)}"
         retry = f", Retry-After {row['retry_after']}" if row.get("retry_after") else ""
-        recovered = (f"yes, after {row['recovered_after_s']:.1f} s ({row['attempts']} loads)"
+        loads = f"{row['attempts']} load{'s' if row['attempts'] != 1 else ''}"
+        recovered = (f"yes, after {row['recovered_after_s']:.1f} s ({loads})"
                      if row["recovered"] else "NO")
         message = row["message"].removeprefix("The model is not available: ")
         lines.append(f"| {row['fault']} | {row['status']}{retry} | {row['code']} | "
-                     f"{_short(message, 150)} | {state} | {row['answer_s']:.2f} s "
+                     f"{_short(message, 150, tail=50)} | {state} | {row['answer_s']:.2f} s "
                      f"({row['deadline_s']:.0f} s) | {recovered} |")
     return "\n".join(lines)
 

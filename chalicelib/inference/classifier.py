@@ -232,7 +232,7 @@ def _label_count_message(labels: int, outputs: Any) -> str:
 
 def _first_line(error: Exception) -> str:
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:300]
+    return text.splitlines()[0][:300].rstrip(".")
 
 
 def _verified(path: Path, sha256: str) -> bytes:

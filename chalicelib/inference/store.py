@@ -149,8 +149,7 @@ def read_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         hint = (" (the function's EFS access point user must be able to read the model folder)"
-                if isinstance(error, PermissionError) else
-                " (re-install the model version)" if isinstance(error, FileNotFoundError) else "")
+                if isinstance(error, PermissionError) else " (re-install the model version)")
         raise ManifestError(f"cannot read {path}: {error.strerror or error}{hint}") from None
 
 
