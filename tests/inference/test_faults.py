@@ -149,7 +149,7 @@ def test_given_a_slow_load_when_the_deadline_comes_first_then_still_loading_in_t
     started = time.monotonic()
     with pytest.raises(ModelStillLoading, match=r"still loading \(0 s so far") as raised:
         model.get(deadline=started + 0.3)
-    assert 0.3 <= time.monotonic() - started < 0.5  # at the deadline, not at the load's end
+    assert 0.3 <= time.monotonic() - started < 1.0  # at the deadline, not at the load's end
     assert raised.value.retry_after_s >= 1 and model.status()["state"] == "loading"
     release.set()  # the load goes on without any request, and the next one is served
     assert model.get(deadline=time.monotonic() + 5) is classifier
@@ -191,7 +191,8 @@ def test_given_a_slow_store_when_the_lambda_deadline_is_short_then_a_json_503_in
         assert status == 503 and body["Code"] == "ModelStillLoading", body
         assert headers["Content-Type"] == "application/json" and int(headers["Retry-After"]) >= 1
         assert "still loading" in body["Message"] and "retry" in body["Message"]
-        assert 3 - ANSWER_MARGIN_S - 0.1 <= took < 3 - ANSWER_MARGIN_S + 0.5
+        # (it waited until its deadline less the margin, and answered within the timeout)
+        assert 3 - ANSWER_MARGIN_S - 0.1 <= took < 3
         health = invoke(app_module, "GET", "/health")[2]
         assert health["ready"] is False and health["model"]["state"] == "loading"
         # when more requests come during the same load, with enough time left
