@@ -3,28 +3,24 @@
 Nothing heavy is imported here: `chalice deploy` and `chalice package` import this file on a
 machine without torch, and Lambda's init phase should not pay for what a request may not need.
 """
-import json
-import logging
-import time
-from contextvars import ContextVar
 from functools import lru_cache
 
 from chalice import Chalice, Response
 
 from chalicelib.imaging.formats import ROUTE_CONTENT_TYPES
+from chalicelib.observability import logging as observability_logging
+from chalicelib.observability import request as observed
 from chalicelib.settings import Settings
 from chalicelib.web import cors
+from chalicelib.web.auth import route_auth
 
-app = Chalice(app_name="chest-xray")
+# Logs are Powertools JSON lines (chalicelib/observability/logging.py), not Chalice's plain ones.
+app = Chalice(app_name=observability_logging.SERVICE, configure_logs=False)
 app.debug = False  # never send tracebacks to clients
-app.log.setLevel(logging.INFO)
+observability_logging.install()
 # API Gateway must pass these bodies through as bytes; application/dicom is not a default. The
 # form types are only ever refused, but `chalice deploy` wants a route's types all binary or not.
 app.api.binary_types = sorted(set(app.api.binary_types) | set(ROUTE_CONTENT_TYPES))
-
-_cold_start = True
-# What a view adds to its request's access-log line (one line per request, written last).
-_log_details: ContextVar[dict] = ContextVar("log_details")
 
 
 @lru_cache(maxsize=1)
@@ -32,11 +28,17 @@ def get_settings() -> Settings:
     return Settings.from_env()
 
 
+# Who may call the data routes (XRAY_AUTH, per stage: chalicelib/web/auth.py). Not the page,
+# which holds no data and must load for a Cognito sign-in, nor the CORS preflights.
+PROTECTED = route_auth(get_settings().auth)
+
+
 @lru_cache(maxsize=1)
 def get_model():
     from chalicelib.inference.lazy import LazyModel
     settings = get_settings()
-    return LazyModel(settings.model_path, settings.packages_path, settings.backend)
+    return LazyModel(settings.model_path, settings.packages_path, settings.backend,
+                     hint=settings.store_hint())
 
 
 @lru_cache(maxsize=1)
@@ -48,12 +50,10 @@ def get_service():
 @app.middleware("http")
 def label_and_log(event, get_response):
     """Every answer is labelled (JSON unless a view says otherwise: Chalice leaves the header to
-    API Gateway's default), carries the CORS headers its Origin is allowed, and leaves one
-    access-log line: method, path, status and duration, nothing from the body (a view may add
-    what it decoded and how long each stage took)."""
-    started = time.perf_counter()
-    details: dict = {}
-    _log_details.set(details)
+    API Gateway's default), carries the CORS headers its Origin is allowed, and is observed: one
+    request line, its EMF metrics and, for a classification, an audit line, nothing from the
+    body (chalicelib/observability; a view notes what it decoded and how long each step took)."""
+    observation = observed.begin()
     response = get_response(event)
     response.headers.setdefault("Content-Type", "application/json")
     # CORS for the allowlisted origins on every answer, errors included (chalicelib/web/cors.py)
@@ -61,27 +61,25 @@ def label_and_log(event, get_response):
                                              get_settings().cors_origins).items():
         previous = response.headers.get(name)
         response.headers[name] = f"{previous}, {value}" if name == "Vary" and previous else value
-    app.log.info(json.dumps({"event": "request", "method": event.method, "path": event.path,
-                             "status": response.status_code,
-                             "ms": round((time.perf_counter() - started) * 1000, 1), **details}))
+    observed.finish(observation, event, response, lambda_context=app.lambda_context,
+                    stage=get_settings().stage, model=get_model)
     return response
 
 
 @app.route("/", methods=["GET"])
 def upload_page():
     """The upload page (chalicelib/web/page.html): pick or drop an X-ray, see findings and
-    heatmap."""
+    heatmap. No authorizer: it holds no data, and a Cognito sign-in returns to it."""
     from chalicelib.web import page
-    max_bytes = get_settings().max_upload_bytes
-    return Response(body=page.render(max_bytes), headers=dict(page.headers(max_bytes)))
+    settings = get_settings()
+    return Response(body=page.render(settings.max_upload_bytes, settings.auth),
+                    headers=dict(page.headers(settings.max_upload_bytes, settings.auth)))
 
 
-@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def classify_xray():
     """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
-    global _cold_start
     request = app.current_request
-    cold, _cold_start = _cold_start, False
     heatmap = (request.query_params or {}).get("heatmap")
     from chalicelib.errors import ModelUnavailable
     from chalicelib.inference.lazy import wait_deadline
@@ -92,27 +90,27 @@ def classify_xray():
                                         deadline=wait_deadline(app.lambda_context))
     except ModelUnavailable as error:  # raised, it would lose its Retry-After header
         return error.response()
-    # Never log pixels, DICOM fields or findings: what was decoded and how long it took.
-    _log_details.get().update(cold_start=cold, image=result["image"],
-                              timings_ms=result["timings_ms"])
+    observed.note(image=result["image"], timings_ms=result["timings_ms"])
     return result
 
 
-@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES)
+@app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
     request = app.current_request
     from chalicelib.web.uploads import upload_bytes
-    return get_service().preview(upload_bytes(request), request.headers.get("content-type", ""))
+    result = get_service().preview(upload_bytes(request), request.headers.get("content-type", ""))
+    observed.note(image=result["image"])
+    return result
 
 
-@app.route("/health", methods=["GET"])
+@app.route("/health", methods=["GET"], **PROTECTED)
 def health():
     status = get_model().status()
     return {"live": True, "ready": status["state"] == "ready", "model": status}
 
 
-@app.route("/model", methods=["GET"])
+@app.route("/model", methods=["GET"], **PROTECTED)
 def model_manifest():
     from chalicelib.errors import ModelUnavailable
     from chalicelib.inference.store import ManifestError, read_manifest

@@ -6,23 +6,29 @@ their tables and writes build/benchmarks/<name>.json.
     cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
     candidates   the forward-pass candidates (eager, channels_last, TorchScript, oneDNN,
                  torch.export, onnxruntime) at 1 and 2 CPUs
+    load         locust against a fresh `chalice local`: requests/s, p50/p95/p99 and failures
+                 per format, the model loaded once
     faults       the model-store fault table: each broken store's answer, /health, time to
                  answer and recovery without a restart (correctness, not speed)
+
+A benchmark whose report lists "problems" (a failed request, a second model load) makes the
+command exit non-zero once every named benchmark has run.
 """
 import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, faults, warm
+from benchmarks import candidates, cold_start_cli, faults, load, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
 BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
-              "faults": faults}
+              "load": load, "faults": faults}
 
 
 def main(argv=None) -> None:
@@ -38,6 +44,7 @@ def main(argv=None) -> None:
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    failed = []
     for name in args.names or list(BENCHMARKS):
         started = time.perf_counter()
         report, text = BENCHMARKS[name].run(args)
@@ -48,6 +55,10 @@ def main(argv=None) -> None:
         target.write_text(json.dumps(report, indent=1) + "\n")
         print(text)
         print(f"\nbenchmarks: {name} took {report['seconds']:.0f} s; wrote {target}")
+        if report.get("problems"):
+            failed.append(name)
+    if failed:
+        sys.exit(f"benchmarks: {', '.join(failed)} found problems (see above)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Env-var names. .chalice/config.json sets them per stage; locally the defaults apply.
 EFS_ROOT = "XRAY_EFS_ROOT"              # where the EFS access point is mounted (/mnt/... on Lambda)
+# Off Lambda (`chalice local`), a stage with this set reads its store from that folder (relative
+# to the project) instead of XRAY_EFS_ROOT, and torch from this interpreter: the dev stage's is
+# efs-local/, the demo store scripts/setup writes, so plain `chalice local` serves the demo model.
+LOCAL_EFS_ROOT_ENV = "XRAY_LOCAL_EFS_ROOT"
+# Set by Lambda itself in every function's environment: how the code knows it runs there.
+LAMBDA_FUNCTION_NAME = "AWS_LAMBDA_FUNCTION_NAME"
 MODEL_PATH = "XRAY_MODEL_PATH"          # the served model's folder (manifest.json + weights)
 PACKAGES_PATH = "XRAY_PACKAGES_PATH"    # torch & co. on EFS; unset = this interpreter's own
 MAX_UPLOAD_BYTES = "XRAY_MAX_UPLOAD_BYTES"
@@ -33,6 +39,14 @@ AUTH_CHOICES = ("iam", "none", "cognito", "api_key", "iam+api_key", "cognito+api
 COGNITO_USER_POOL_ARNS = "XRAY_COGNITO_USER_POOL_ARNS"
 COGNITO_DOMAIN = "XRAY_COGNITO_DOMAIN"
 COGNITO_CLIENT_ID = "XRAY_COGNITO_CLIENT_ID"
+# The stage this function serves, as its logs and metrics name it (Chalice does not tell a
+# function its stage: .chalice/config.json sets this per stage). Unset = "local".
+STAGE = "XRAY_STAGE"
+DEFAULT_STAGE = "local"
+# Read by Powertools itself, named here so that every variable the function honours is listed:
+# "true" stops the EMF metric lines (POWERTOOLS_DEV=true does too, unless this is set to false).
+METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+POWERTOOLS_DEV = "POWERTOOLS_DEV"
 
 # A Lambda request payload is at most 6 MiB and API Gateway hands binary bodies over base64
 # encoded (4 bytes for every 3). Keep 64 KiB for the rest of the event (headers, context).
@@ -111,14 +125,25 @@ class Settings:
     cors_origins: Tuple[str, ...] = ()
     backend: str = "auto"
     auth: AuthSettings = AuthSettings()
+    # What to tell an operator whose store is missing, for where this runs (see store_hint)
+    on_lambda: bool = False
+    local_store: bool = False  # XRAY_LOCAL_EFS_ROOT applied
+    stage: str = DEFAULT_STAGE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        efs_root = Path(env.get(EFS_ROOT) or LOCAL_EFS_ROOT)
-        packages = env.get(PACKAGES_PATH)
+        on_lambda = bool(env.get(LAMBDA_FUNCTION_NAME))
+        local = None if on_lambda else env.get(LOCAL_EFS_ROOT_ENV)
+        if local:  # the stage's EFS paths name a mount this machine does not have
+            efs_root = PROJECT_ROOT / local
+            model_path, packages = efs_root / "models" / "current", None
+        else:
+            efs_root = Path(env.get(EFS_ROOT) or LOCAL_EFS_ROOT)
+            model_path = Path(env.get(MODEL_PATH) or efs_root / "models" / "current")
+            packages = env.get(PACKAGES_PATH)
         return cls(
             efs_root=efs_root,
-            model_path=Path(env.get(MODEL_PATH) or efs_root / "models" / "current"),
+            model_path=model_path,
             packages_path=Path(packages) if packages else None,
             max_upload_bytes=_positive_int(env, MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES),
             max_pixels=_positive_int(env, MAX_PIXELS, DEFAULT_MAX_PIXELS),
@@ -126,13 +151,41 @@ class Settings:
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
             auth=AuthSettings.from_env(env),
+            on_lambda=on_lambda,
+            local_store=bool(local),
+            stage=_stage(env),
         )
+
+    def store_hint(self) -> str:
+        """What to do when the model store is not there, said where it is read from."""
+        if self.on_lambda:
+            return (f" The function reads it from EFS at {self.efs_root}: install a model with "
+                    f"python -m vendor_efs.ship (see the README).")
+        if self.local_store or self.efs_root == LOCAL_EFS_ROOT:
+            return (f" Write the demo model there with scripts/setup (or .venv/bin/python -m "
+                    f"vendor_efs.models demo --store {self.efs_root / 'models'}).")
+        if str(self.efs_root).startswith("/mnt/"):
+            return (f" This stage reads its store from EFS ({EFS_ROOT}={self.efs_root}), which "
+                    f"is mounted only on Lambda. To serve locally run `chalice local` (the dev "
+                    f"stage: the demo model in efs-local/) or scripts/serve, or give this stage "
+                    f"{LOCAL_EFS_ROOT_ENV} in .chalice/config.json.")
+        return (f" Install a model version there (python -m vendor_efs.models import, or "
+                f"demo) or point {EFS_ROOT} or {MODEL_PATH} at a model store.")
 
 
 def _choice(env: Mapping[str, str], name: str, choices: Tuple[str, ...]) -> str:
     value = env.get(name) or choices[0]
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _stage(env: Mapping[str, str]) -> str:
+    """A metric dimension and a log field: a short name, never free text."""
+    value = env.get(STAGE) or DEFAULT_STAGE
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", value):
+        raise ValueError(f"{STAGE} must be the stage's name (letters, digits, - or _, at most 32),"
+                         f" got {value!r}")
     return value
 
 

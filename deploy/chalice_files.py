@@ -57,3 +57,12 @@ def function_arns(project_dir: Path, stage: str, names: Iterable[str]) -> Dict[s
                               f"lambda_function {name!r}: deploy the current app.py (it declares "
                               "both functions)")
     return {name: functions[name] for name in names}
+
+
+def rest_api_id(project_dir: Path, stage: str) -> str:
+    """The id of the REST API Chalice deployed for the stage."""
+    for resource in deployed_resources(project_dir, stage):
+        if resource.get("resource_type") == "rest_api" and resource.get("rest_api_id"):
+            return resource["rest_api_id"]
+    raise DeployError(f"{project_dir / DEPLOYED / f'{stage}.json'} lists no rest_api: deploy "
+                      "the current app.py (it declares the REST API's routes)")

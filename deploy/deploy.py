@@ -11,7 +11,10 @@
    the upload bucket's region and the subnets' route to S3,
 4. runs `chalice deploy --stage <stage>`,
 5. attaches the access point to both functions (deploy/efs_hook.py), waits for the updates and
-   reads them back.
+   reads them back,
+6. puts API Gateway's own error answers with CORS headers on the REST API
+   (deploy/gateway_responses.py) and, when XRAY_AUTH has api_key, makes the API key, the usage
+   plan and their association (deploy/api_keys.py); each only when missing or changed.
 
 Steps 1-3 fail before anything is deployed. AWS_ENDPOINT_URL is honoured by boto3 and Chalice
 alike (the tests point both at a local moto server).
@@ -27,7 +30,10 @@ from typing import List, Optional
 
 import boto3
 
+from deploy import gateway_responses
+from deploy.api_keys import ensure_api_key
 from deploy.aws_checks import check_network, check_region, check_upload_path
+from deploy.chalice_files import rest_api_id
 from deploy.efs_hook import attach_all, deployed_functions
 from deploy.errors import DeployError
 from deploy.policy import write_policy
@@ -47,6 +53,8 @@ def chalice_command() -> str:
 
 def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSettings:
     settings = load_stage(project_dir, stage)
+    for warning in settings.warnings:
+        log.warning("WARNING: %s", warning)
     for name in write_policy(settings):
         log.info("wrote .chalice/%s", name)
     session = boto3.session.Session()
@@ -70,6 +78,10 @@ def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSe
                               "point was not attached")
     arns = deployed_functions(project_dir, stage, settings)
     attach_all(session.client("lambda"), ec2, efs, session.client("iam"), settings, arns)
+    apigw, api_id = session.client("apigateway"), rest_api_id(project_dir, stage)
+    gateway_responses.apply(apigw, api_id, settings.api_stage, settings.cors_origins)
+    if settings.auth.api_key:
+        ensure_api_key(apigw, settings, api_id)
     log.info("stage %s deployed: %s, EFS %s at %s", stage, ", ".join(arns.values()),
              settings.access_point_arn, settings.mount_path)
     return settings
@@ -82,7 +94,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--project-dir", type=Path, default=Path.cwd(),
                         help="the project folder (default: the current one)")
     parser.add_argument("--hook-only", action="store_true",
-                        help="only attach EFS to the functions deployed earlier")
+                        help="skip chalice deploy: only the steps after it (EFS, Gateway "
+                        "Responses, API key) on what was deployed earlier")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="deploy: %(message)s")
     try:

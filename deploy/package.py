@@ -7,7 +7,10 @@ and .chalice/policy-<stage>-loader.json (Chalice puts each into its function's o
 API's read-only ClientMount; the loader's ClientMount + ClientWrite and s3:GetObject on the
 upload prefix), and runs `chalice package --stage <stage> --merge-template <merge> <out>`, where
 the merge template adds what Chalice cannot express: both functions' FileSystemConfigs (and
-their VpcConfig, restated so that everything EFS needs is visible in one file). <out> then holds
+their VpcConfig, restated so that everything EFS needs is visible in one file), API Gateway's
+own error answers with CORS headers in the REST API's Swagger (deploy/gateway_responses.py),
+and, when XRAY_AUTH has api_key, the API key, the usage plan on the API's stage and their
+association (what deploy/api_keys.py makes on the `python -m deploy` path). <out> then holds
 sam.json, deployment.zip and efs-merge-template.json. Needs no AWS access.
 """
 import argparse
@@ -19,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from deploy import gateway_responses
+from deploy.api_keys import read_value_command
 from deploy.deploy import chalice_command
 from deploy.errors import DeployError
 from deploy.policy import write_policy
@@ -26,6 +31,8 @@ from deploy.settings import API, FunctionSettings, StageSettings, load_stage
 
 MERGE_NAME = "efs-merge-template.json"
 SAM_FUNCTION = "AWS::Serverless::Function"
+REST_API = "RestAPI"  # Chalice's logical id of the AWS::Serverless::Api
+API_KEY, USAGE_PLAN, USAGE_PLAN_KEY = "XrayApiKey", "XrayUsagePlan", "XrayUsagePlanKey"
 
 
 def logical_id(function: FunctionSettings) -> str:
@@ -36,11 +43,46 @@ def logical_id(function: FunctionSettings) -> str:
 
 
 def merge_template(settings: StageSettings) -> Dict[str, Any]:
-    return {"Resources": {logical_id(function): {"Properties": {
+    resources: Dict[str, Any] = {logical_id(function): {"Properties": {
         "FileSystemConfigs": settings.file_system_configs,
         "VpcConfig": {"SubnetIds": function.subnet_ids,
                       "SecurityGroupIds": function.security_group_ids},
-    }} for function in settings.functions}}
+    }} for function in settings.functions}
+    resources[REST_API] = {"Properties": {"DefinitionBody": {
+        gateway_responses.SWAGGER_KEY: gateway_responses.gateway_responses(
+            settings.cors_origins)}}}
+    template: Dict[str, Any] = {"Resources": resources}
+    if settings.auth.api_key:
+        resources.update(api_key_resources(settings))
+        template["Outputs"] = {"ApiKeyId": {
+            "Value": {"Ref": API_KEY},
+            "Description": "Read the key's value with: "
+                           + read_value_command("<this id>")}}
+    return template
+
+
+def api_key_resources(settings: StageSettings) -> Dict[str, Any]:
+    """The key, the plan on the REST API's stage and the association, named as the deploy
+    command names them. `RestAPI.Stage` is SAM's reference to the API's stage, so the plan is
+    made after the stage exists."""
+    plan = settings.usage_plan
+    assert plan is not None
+    name = settings.resource_name
+    return {
+        API_KEY: {"Type": "AWS::ApiGateway::ApiKey", "Properties": {
+            "Name": name, "Enabled": True,
+            "Description": f"{name}: the API key of stage {settings.stage}"}},
+        USAGE_PLAN: {"Type": "AWS::ApiGateway::UsagePlan", "Properties": {
+            "UsagePlanName": name,
+            "Description": f"{name}: throttle and quota of stage {settings.stage}",
+            "ApiStages": [{"ApiId": {"Ref": REST_API}, "Stage": {"Ref": f"{REST_API}.Stage"}}],
+            "Throttle": {"RateLimit": plan.throttle_rate_limit,
+                         "BurstLimit": plan.throttle_burst_limit},
+            "Quota": {"Limit": plan.quota_limit, "Period": plan.quota_period}}},
+        USAGE_PLAN_KEY: {"Type": "AWS::ApiGateway::UsagePlanKey", "Properties": {
+            "KeyId": {"Ref": API_KEY}, "KeyType": "API_KEY",
+            "UsagePlanId": {"Ref": USAGE_PLAN}}},
+    }
 
 
 def check_merged(settings: StageSettings, template: Dict[str, Any]) -> None:
@@ -52,10 +94,18 @@ def check_merged(settings: StageSettings, template: Dict[str, Any]) -> None:
             raise DeployError(f"chalice package made no {SAM_FUNCTION} "
                               f"{logical_id(function)} for {function.name}: the merge template "
                               "no longer matches Chalice's logical ids")
+    body = template["Resources"].get(REST_API, {}).get("Properties", {}).get("DefinitionBody")
+    if not isinstance(body, dict) or gateway_responses.SWAGGER_KEY not in body \
+            or "paths" not in body:
+        raise DeployError(f"chalice package made no {REST_API} with a Swagger DefinitionBody "
+                          "to merge the Gateway Responses into: the merge template no longer "
+                          "matches Chalice's logical ids")
 
 
 def package(project_dir: Path, stage: str, out: Path) -> Path:
     settings = load_stage(project_dir, stage)
+    for warning in settings.warnings:
+        print(f"package: WARNING: {warning}", file=sys.stderr)
     write_policy(settings)
     merge = merge_template(settings)
     with tempfile.TemporaryDirectory() as scratch:

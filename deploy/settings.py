@@ -10,17 +10,26 @@ they are looked up with Chalice's own Config, scoped to the function, so a per-f
 - efs_loader: installs archives from S3 onto EFS (python -m vendor_efs.ship). The only writer:
   its own role (policy-<stage>-loader.json), a long timeout, and reserved concurrency 1 so that
   two installs never race.
+
+Who may call the API (XRAY_AUTH, chalicelib/web/auth.py) is checked here too: a known mode, the
+user pool ARNs cognito needs, never none on prod (an open API by a forgotten line), and for
+api_key stages the usage plan (the project key `usage_plan`: throttle and quota) the deploy
+commands create. XRAY_CORS_ORIGINS is parsed as the app will, since the Gateway Responses name
+the allowed origin (deploy/gateway_responses.py).
 """
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from chalice.config import Config
 
+from chalicelib.settings import AUTH as ENV_AUTH
+from chalicelib.settings import CORS_ORIGINS as ENV_CORS_ORIGINS
 from chalicelib.settings import EFS_ROOT as ENV_EFS_ROOT
 from chalicelib.settings import MODEL_PATH as ENV_MODEL
 from chalicelib.settings import PACKAGES_PATH as ENV_PACKAGES
+from chalicelib.settings import AuthSettings, parse_origins
 from deploy.chalice_files import CONFIG, read_config, stage_value
 from deploy.errors import DeployError
 
@@ -40,6 +49,24 @@ IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 UPLOAD_PREFIX = "efs-upload/"
 
 API, LOADER = "api_handler", "efs_loader"  # Chalice's resource names (app.py)
+
+# The stage that may never be open (XRAY_AUTH=none): the one the README deploys for real use.
+PROTECTED_STAGE = "prod"
+USAGE_PLAN_KEY = "usage_plan"
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+
+
+@dataclass(frozen=True)
+class UsagePlan:
+    """The `usage_plan` of an api_key stage; the defaults suit one model worker per request a
+    second or so, as the reserved concurrency of the committed stages allows."""
+    throttle_rate_limit: float = 5.0   # requests per second, steady
+    throttle_burst_limit: int = 10     # requests at once
+    quota_limit: int = 5000            # requests per period
+    quota_period: str = "DAY"
+
+
+USAGE_PLAN_FIELDS = tuple(UsagePlan.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +121,18 @@ class StageSettings:
     upload_bucket: str
     api: FunctionSettings
     loader: FunctionSettings
+    app_name: str = "chest-xray"
+    api_stage: str = "api"              # api_gateway_stage: the REST API's stage name
+    auth: AuthSettings = AuthSettings()
+    cors_origins: Tuple[str, ...] = ()
+    usage_plan: Optional[UsagePlan] = None  # only for api_key stages
+    warnings: Tuple[str, ...] = ()      # deployable, but the user should know
+
+    @property
+    def resource_name(self) -> str:
+        """What the API key and usage plan are called: <app>-<stage>, as Chalice names the
+        function."""
+        return f"{self.app_name}-{self.stage}"
 
     @property
     def functions(self) -> Tuple[FunctionSettings, FunctionSettings]:
@@ -152,6 +191,15 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettin
 
     api_values = {key: getattr(Config(chalice_stage=stage, function_name=API,
                                       config_from_disk=top), key) for key in SHARED}
+    auth, origins, plan, warnings = _access(stage, top, api_values["environment_variables"],
+                                            problem)
+    xray_origins: Set[Tuple[str, str]] = set()
+    for name in (API, LOADER):
+        xray = Config(chalice_stage=stage, function_name=name, config_from_disk=top).xray_enabled
+        if xray is not None and not isinstance(xray, bool):
+            xray_origins.add((_origin(top, stage, name, "xray"), repr(xray)))
+    for where, got in sorted(xray_origins):  # a stage-wide value once, not once per function
+        report(where, f"is Chalice's X-Ray tracing switch and must be true or false; got {got}")
     api = _function(project_dir, stage, top, API, report)
     loader = _function(project_dir, stage, top, LOADER, report, api=api_values)
     mount = api.environment.get(ENV_EFS_ROOT) if api else None
@@ -162,11 +210,86 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettin
     if problems:
         raise DeployError("the configuration is not ready to deploy:\n  " + "\n  ".join(problems))
     assert match is not None and api is not None and loader is not None and mount is not None
+    assert auth is not None
     return StageSettings(
         project_dir=project_dir, stage=stage, access_point_arn=arn,
         access_point_id=match["id"], region=match["region"], account=match["account"],
         partition=match["partition"], mount_path=mount, upload_bucket=bucket, api=api,
-        loader=loader)
+        loader=loader, app_name=str(top.get("app_name")),
+        api_stage=str(value("api_gateway_stage") or "api"), auth=auth, cors_origins=origins,
+        usage_plan=plan, warnings=tuple(warnings))
+
+
+def _access(stage: str, top: Dict[str, Any], env: Dict[str, str],
+            problem: Callable[[str, str], None]
+            ) -> Tuple[Optional[AuthSettings], Tuple[str, ...], Optional[UsagePlan], List[str]]:
+    """XRAY_AUTH, XRAY_CORS_ORIGINS and the usage plan, read as the deployed app will read
+    them; problems go to `problem`, what is deployable but worth saying to the warnings."""
+    warnings: List[str] = []
+    env_key = f"environment_variables.{ENV_AUTH}"
+    try:
+        auth: Optional[AuthSettings] = AuthSettings.from_env(env)
+    except ValueError as error:
+        problem(env_key, str(error))
+        auth = None
+    try:
+        origins = parse_origins(env.get(ENV_CORS_ORIGINS, ""))
+    except ValueError as error:
+        problem(f"environment_variables.{ENV_CORS_ORIGINS}", str(error))
+        origins = ()
+    if auth is not None and not auth.mechanisms:
+        if stage == PROTECTED_STAGE:
+            problem(env_key, f"is none, which leaves the {stage} API open to anyone who finds "
+                    "its URL: set \"iam\" (SigV4-signed calls, the default when unset), or "
+                    "\"cognito\" with XRAY_COGNITO_USER_POOL_ARNS (either may add \"+api_key\")")
+        else:
+            warnings.append(f"stage {stage} has {ENV_AUTH}=none: once deployed, its API is "
+                            "open to anyone who finds the URL (set iam or cognito in "
+                            f"stages.{stage}.environment_variables to protect it)")
+    if auth is not None and auth.mechanisms == ("api_key",):
+        warnings.append(f"stage {stage} has {ENV_AUTH}=api_key alone: an API key identifies "
+                        "callers (for the usage plan's throttle and quota) but does not protect "
+                        "the API, since anyone holding the key is admitted; use iam+api_key or "
+                        "cognito+api_key to protect it")
+    raw = stage_value(top, stage, USAGE_PLAN_KEY)
+    plan = None
+    if auth is not None and auth.api_key:
+        plan = _usage_plan(raw, lambda m: problem(USAGE_PLAN_KEY, m))
+    elif raw is not None:
+        warnings.append(f"stage {stage}: {USAGE_PLAN_KEY} is ignored: {ENV_AUTH} has no "
+                        "api_key, so no key or usage plan is made")
+    return auth, origins, plan, warnings
+
+
+def _usage_plan(raw: Any, report: Callable[[str], None]) -> Optional[UsagePlan]:
+    """The stage's usage plan; a missing key, or a missing field, takes UsagePlan's default."""
+    if raw is None:
+        return UsagePlan()
+    if not isinstance(raw, dict):
+        report(f"must be an object with {', '.join(USAGE_PLAN_FIELDS)}; got {raw!r}")
+        return None
+    unknown = sorted(set(raw) - set(USAGE_PLAN_FIELDS))
+    found: List[str] = []
+    if unknown:
+        found.append(f"unknown field(s) {', '.join(unknown)} (known: "
+                     f"{', '.join(USAGE_PLAN_FIELDS)})")
+    values = {**UsagePlan().__dict__, **{k: v for k, v in raw.items() if k not in unknown}}
+    rate = values["throttle_rate_limit"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+        found.append(f"throttle_rate_limit must be a positive number of requests per second; "
+                     f"got {rate!r}")
+    for name in ("throttle_burst_limit", "quota_limit"):
+        if _whole(values[name], 1, 10**9, found.append) == 0:
+            found[-1] = f"{name} {found[-1]}"
+    if values["quota_period"] not in QUOTA_PERIODS:
+        found.append(f"quota_period must be one of {', '.join(QUOTA_PERIODS)}; got "
+                     f"{values['quota_period']!r}")
+    if found:
+        report("; ".join(found))
+        return None
+    return UsagePlan(throttle_rate_limit=float(rate),
+                     throttle_burst_limit=values["throttle_burst_limit"],
+                     quota_limit=values["quota_limit"], quota_period=values["quota_period"])
 
 
 UNSET = "unset"

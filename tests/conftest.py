@@ -3,7 +3,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.serving import serving
+from tests.support.serving import import_app_unauthenticated, serving
+
+# app.py picks its routes' authorizers when first imported (XRAY_AUTH; unset = iam). The
+# in-process tests run it as stage "local" without any; tests/api/test_auth_modes.py imports it
+# under each mode in a fresh interpreter.
+import_app_unauthenticated()
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ window -> MONOCHROME1 inverted so that bright means dense, as in every other for
 No patient field is read, logged or returned: only the image-describing attributes are.
 """
 import io
-import logging
 import warnings
 from typing import Tuple
 
@@ -27,8 +26,8 @@ SUPPORTED_TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
-# pydicom's warnings and log lines may quote element values, patient fields among them.
-logging.getLogger("pydicom").setLevel(logging.ERROR)
+# pydicom's warnings and log lines may quote element values, patient fields among them: the
+# function's logging (chalicelib/observability/logging.py) withholds their text.
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 
 

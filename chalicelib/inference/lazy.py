@@ -17,6 +17,7 @@ load to an EFS that may be the fault), and a fixed store is picked up within RET
 without a restart. A half-built classifier is never served: it is published only once
 load_classifier has returned it whole.
 """
+import contextvars
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import Any, Callable, Dict, Optional
 from chalicelib.errors import ModelStillLoading, ModelUnavailable
 from chalicelib.inference.classifier import Classifier, load_classifier
 from chalicelib.inference.store import Manifest
+from chalicelib.observability.request import note
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,9 @@ class LazyModel:
     RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0
 
     def __init__(self, model_path: Path, packages_path: Optional[Path], backend: str = "auto",
-                 load: Callable[..., Classifier] = load_classifier) -> None:
+                 load: Callable[..., Classifier] = load_classifier, hint: str = "") -> None:
         self.model_path = model_path
+        self._hint = hint  # what to do when the store is not there (Settings.store_hint)
         self._packages_path = packages_path
         self._backend = backend
         self._load_classifier = load
@@ -100,8 +103,10 @@ class LazyModel:
         self._state, self._error = self.LOADING, None
         self._started, self._loaded = time.monotonic(), threading.Event()
         self._attempts += 1
-        threading.Thread(target=self._load, args=(self._loaded,), name="model-load",
-                         daemon=True).start()
+        # in the starting request's context, so that its observation gets the load's note
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._load, self._loaded),
+                         name="model-load", daemon=True).start()
 
     def _load(self, loaded: threading.Event) -> None:
         started = time.perf_counter()
@@ -110,6 +115,8 @@ class LazyModel:
                                                self._backend)
         except Exception as error:  # anything: a broken store must never take the API down
             message = str(error) or type(error).__name__
+            if not self.model_path.exists():
+                message += self._hint
             with self._lock:
                 backoff = min(self.RETRY_MAX_S, self.RETRY_FIRST_S * 2 ** self._failures)
                 self._failures += 1
@@ -121,6 +128,7 @@ class LazyModel:
             with self._lock:
                 self._load_ms = (time.perf_counter() - started) * 1000
                 self._classifier, self._state, self._error = classifier, self.READY, None
+            note(model_load_ms=round(self._load_ms, 1))  # the ModelLoadTime metric
             log.info("model %s loaded in %.0f ms", classifier.manifest.identity(),
                      self._load_ms)
         finally:

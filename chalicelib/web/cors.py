@@ -13,7 +13,10 @@ from typing import Dict, Optional, Sequence
 
 ALLOWED_METHODS = "GET, POST, OPTIONS"
 # Content-Type is not CORS-safelisted for image/png or application/dicom, so uploads preflight.
-ALLOWED_HEADERS = "Content-Type, Accept"
+# The rest are the credentials a stage may ask for (XRAY_AUTH): a Cognito token, an API key, and
+# what a SigV4-signing SDK in another site's page sends.
+ALLOWED_HEADERS = ("Content-Type, Accept, Authorization, X-Api-Key, X-Amz-Date, "
+                   "X-Amz-Security-Token, X-Amz-Content-Sha256")
 MAX_AGE_SECONDS = "600"  # browsers cap this anyway (Chromium: 2 hours)
 
 

@@ -4,11 +4,13 @@ import json
 import re
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, REPO, jpeg_of
-from tests.support.serving import local_server, serving
+from tests.support.serving import chalice_local, local_server, serving
 
 pytestmark = pytest.mark.server
 
@@ -78,3 +80,46 @@ def test_curl_mistakes_get_advice_not_a_traceback(server, sample_files):
     answer = run_curl("curl -s -X POST http://127.0.0.1:8000/xray -H 'Content-Type: image/png' "
                       "--data-binary @chest.jpg", port, sample_files)
     assert answer["Code"] == "UnsupportedImageType" and "image/jpeg" in answer["Message"]
+
+
+def fetch(url: str, body: bytes = b"", content_type: str = "") -> tuple:
+    """(status, JSON answer) of a GET, or a POST when there is a body."""
+    request = urllib.request.Request(url, data=body or None, method="POST" if body else "GET",
+                                     headers={"Content-Type": content_type} if body else {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_given_plain_chalice_local_then_the_dev_stage_serves_the_demo_model_as_scripts_serve(
+        server, tmp_path):
+    # Chalice's default stage is dev, whose environment names the EFS mount (/mnt/xray):
+    # off Lambda its XRAY_LOCAL_EFS_ROOT (efs-local/, the demo store) is read instead.
+    port, _ = server
+    body = PNG_CARDIOMEGALY.read_bytes()
+    with chalice_local(tmp_path / "dev.log") as (base, _):
+        status, health = fetch(f"{base}/health")
+        assert status == 200 and health["live"] is True
+        status, answer = fetch(f"{base}/xray", body, "image/png")
+        assert status == 200, answer
+        _, health = fetch(f"{base}/health")
+    _, served = fetch(f"http://127.0.0.1:{port}/xray", body, "image/png")
+    assert health["ready"] is True and health["model"]["path"].endswith("efs-local/models/current")
+    assert answer["model"] == served["model"] and answer["model"]["trained"] is False
+    assert [f["label"] for f in answer["findings"]] == [f["label"] for f in served["findings"]]
+    assert max(abs(a["probability"] - b["probability"])
+               for a, b in zip(answer["findings"], served["findings"])) <= 1e-5
+
+
+def test_given_chalice_local_on_prod_then_health_and_the_503_say_what_was_looked_for(tmp_path):
+    with chalice_local(tmp_path / "prod.log", "--stage", "prod") as (base, _):
+        status, answer = fetch(f"{base}/xray", PNG_CARDIOMEGALY.read_bytes(), "image/png")
+        _, health = fetch(f"{base}/health")
+    assert status == 503 and answer["Code"] == "ModelUnavailable"
+    for said in (answer["Message"], health["model"]["error"]):
+        assert "/mnt/xray/models/current" in said and "only on Lambda" in said
+        assert "`chalice local`" in said and "scripts/serve" in said
+    assert health["live"] is True and health["ready"] is False
+    assert health["model"]["state"] == "failed"

@@ -49,6 +49,31 @@ def test_the_candidates_benchmark_measures_each_and_none_changes_the_answers(tmp
             assert row["p50"] > 0 and row["max_abs_difference_vs_eager"] <= 1e-4
 
 
+def test_the_load_benchmark_posts_every_format_without_errors_and_loads_the_model_once(
+        tmp_path):
+    # given locust at its smallest size against a fresh `chalice local`
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "load", "--users", "2", "--duration", "5",
+         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    # when it has run: the table printed, the JSON and the server's log written
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "model loads: 1" in result.stdout and "server peak RSS" in result.stdout
+    report = json.loads((tmp_path / "load.json").read_text())
+    # then each format was posted (each of its samples a real file), none failed, and the
+    # server loaded the model once, as its log and /health both say
+    assert list(report["by_format"]) == ["png", "jpeg", "dicom"]
+    assert all(report["samples"][fmt] for fmt in report["by_format"])
+    for row in (*report["by_format"].values(), report["total"]):
+        assert row["requests"] > 0 and row["failures"] == 0 and row["requests_per_s"] > 0
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert report["total"]["requests"] == sum(r["requests"] for r in report["by_format"].values())
+    assert report["errors"] == [] and report["problems"] == []
+    assert report["model"]["loads_logged"] == 1 and report["model"]["state"] == "ready"
+    assert report["model"]["load_ms"] > 0 and report["server"]["peak_rss_mb"] > 0
+    assert (tmp_path / "load_server.log").read_text().count("POST /xray") == \
+        report["total"]["requests"]
+
+
 def test_the_fault_table_runs_and_every_fault_is_a_timely_503_that_recovers(tmp_path):
     # given the fault command (every row: a broken store served by the Lambda entry point)
     result = subprocess.run([sys.executable, "-m", "benchmarks", "faults", "--out", str(tmp_path)],

@@ -2,8 +2,10 @@
 hook) against a local moto server holding the VPC, EFS, upload bucket and S3 gateway endpoint a
 user creates first. Two functions: the API and the EFS loader, each with its own size and role,
 both mounting the access point. Deployed twice: the second run must keep VPC and EFS attached
-and change nothing else. moto's gaps are bridged by tests/support/moto_shim.py, which
-also records the exact requests the hook sends."""
+and change nothing else. Then the same stage is switched to iam+api_key, as a user would: the
+deploy makes the API key, the usage plan and the association once, and a changed usage plan is
+updated in place. moto's gaps are bridged by tests/support/moto_shim.py, which also records
+the exact requests the hook sends and API Gateway's write operations."""
 import json
 
 import pytest
@@ -48,22 +50,38 @@ def snapshot(aws) -> dict:
         "resources": apigw.get_resources(restApiId=api["id"], embed=["methods"])["items"]
         if api else [],
         "updates": [dict(u) for u in aws.update_requests],
+        "apigateway_calls": list(aws.apigateway_calls),
+        "gateway_responses": {r["responseType"]: r for r in apigw.get_gateway_responses(
+            restApiId=api["id"])["items"]} if api else {},
     }
 
 
+def deploy_and_snapshot(project, aws) -> dict:
+    calls_before = len(aws.apigateway_calls)
+    done = run_deploy(project, aws)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    state = snapshot(aws)
+    return {"output": done.stdout + done.stderr, "state": state,
+            "calls": state["apigateway_calls"][calls_before:]}
+
+
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """Deploys twice; yields the network and what the account held after each run."""
+def stack(tmp_path_factory):
+    """The moto account, the user's network and project, and the stage deployed twice as
+    committed (dev: XRAY_AUTH=none)."""
     with local_aws() as aws:
         network = build_network(aws)
         project = copy_project(tmp_path_factory.mktemp("user") / "chest-xray")
         set_stage(project, "dev", **user_values(network))
-        runs = []
-        for _ in range(2):
-            done = run_deploy(project, aws)
-            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-            runs.append({"output": done.stdout + done.stderr, "state": snapshot(aws)})
-        yield network, runs[0], runs[1]
+        runs = [deploy_and_snapshot(project, aws) for _ in range(2)]
+        yield aws, network, project, runs
+
+
+@pytest.fixture(scope="module")
+def deployed(stack):
+    """The network and what the account held after each of the two runs."""
+    _, network, _, runs = stack
+    return network, runs[0], runs[1]
 
 
 def hook_requests(state: dict) -> list:
@@ -82,7 +100,8 @@ def test_both_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
         assert config["Environment"]["Variables"] == {
             "XRAY_EFS_ROOT": "/mnt/xray", "XRAY_PACKAGES_PATH": "/mnt/xray/packages",
             "XRAY_MODEL_PATH": "/mnt/xray/models/current",
-            "XRAY_CORS_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000"}
+            "XRAY_CORS_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000",
+            "XRAY_AUTH": "none"}
     # the API keeps the stage's values; the loader gets its override and only it
     assert (api["config"]["MemorySize"], api["config"]["Timeout"]) == (3008, 28)
     assert api["concurrency"] == 2
@@ -172,3 +191,111 @@ def test_a_second_deploy_keeps_vpc_and_efs_and_changes_nothing_else(deployed):
     assert after["functions"] == before["functions"] == [FUNCTION, LOADER]
     assert len(after["apis"]) == 1
     assert after["apis"][0]["id"] == before["apis"][0]["id"]
+
+
+# --- who may call it: Gateway Responses, then the stage switched to iam+api_key ----------------
+
+def test_the_deploy_warns_that_a_stage_with_auth_none_is_open(deployed):
+    _, first, second = deployed
+    for run in (first, second):
+        assert "WARNING: stage dev has XRAY_AUTH=none" in run["output"]
+        assert "open to anyone who finds the URL" in run["output"]
+    assert "API key" not in first["output"]  # no key for a stage without api_key
+    assert "create_api_key" not in first["calls"] + second["calls"]
+
+
+def test_gateway_responses_carry_cors_and_our_error_shape_and_are_put_once(deployed):
+    from deploy.gateway_responses import CODES
+    _, first, second = deployed
+    responses = first["state"]["gateway_responses"]
+    assert set(responses) == set(CODES)
+    for response_type, response in responses.items():
+        # dev allows two origins; API Gateway cannot pick one from a list (gateway_responses.py)
+        assert response["responseParameters"] == {
+            "gatewayresponse.header.Access-Control-Allow-Origin": "'*'"}, response_type
+        template = response["responseTemplates"]["application/json"]
+        assert template.startswith('{"Code": "') and '"Message": $context.error.messageString' \
+            in template
+    assert '"Code": "Unauthorized"' in responses["UNAUTHORIZED"]["responseTemplates"][
+        "application/json"]
+    # first run: every response put, and one redeploy of the stage beside Chalice's own
+    assert sorted(c for c in first["calls"] if c == "put_gateway_response") == [
+        "put_gateway_response"] * len(CODES)
+    assert first["calls"].count("create_deployment") == 2
+    # second run: only Chalice's own deployment; the responses were already in place
+    assert second["calls"] == ["create_deployment"]
+    assert second["state"]["gateway_responses"] == responses
+    assert f"all {len(CODES)} already in place" in second["output"]
+
+
+PLAN_CHANGE = {"throttle_rate_limit": 2, "throttle_burst_limit": 4, "quota_limit": 100,
+               "quota_period": "WEEK"}
+
+
+@pytest.fixture(scope="module")
+def keyed(stack):
+    """The stage switched to iam+api_key and deployed twice, then once more with a changed
+    usage_plan."""
+    aws, _, project, _ = stack
+    set_stage(project, "dev", environment_variables={"XRAY_AUTH": "iam+api_key"})
+    runs = [deploy_and_snapshot(project, aws) for _ in range(2)]
+    set_stage(project, "dev", usage_plan=PLAN_CHANGE)
+    runs.append(deploy_and_snapshot(project, aws))
+    return aws, runs
+
+
+def key_state(aws) -> dict:
+    apigw = aws.client("apigateway")
+    plans = apigw.get_usage_plans()["items"]
+    return {"keys": apigw.get_api_keys(includeValues=False)["items"], "plans": plans,
+            "members": {p["id"]: [k["id"] for k in apigw.get_usage_plan_keys(
+                usagePlanId=p["id"])["items"]] for p in plans}}
+
+
+def method(state: dict, path: str, verb: str) -> dict:
+    resource = next(r for r in state["resources"] if r["path"] == path)
+    return resource["resourceMethods"][verb]
+
+
+def test_iam_and_api_key_guard_every_route_but_the_page(keyed):
+    _, (first, _, _) = keyed
+    for path, verb in (("/xray", "POST"), ("/preview", "POST"), ("/health", "GET"),
+                       ("/model", "GET")):
+        assert method(first["state"], path, verb)["authorizationType"] == "AWS_IAM", path
+        assert method(first["state"], path, verb)["apiKeyRequired"] is True, path
+    page = method(first["state"], "/", "GET")
+    # moto leaves an unset authorizationType out; API Gateway reports NONE
+    assert page.get("authorizationType", "NONE") == "NONE" and not page.get("apiKeyRequired")
+
+
+def test_the_key_plan_and_association_are_made_once_and_the_value_never_logged(keyed):
+    aws, (first, second, _) = keyed
+    assert sorted(c for c in first["calls"] if c != "create_deployment") == [
+        "create_api_key", "create_usage_plan", "create_usage_plan_key"]
+    assert second["calls"] == ["create_deployment"]  # Chalice's own; nothing of ours
+    state = key_state(aws)
+    (key,) = state["keys"]
+    assert key["name"] == "chest-xray-dev" and key["enabled"] is True
+    (plan,) = state["plans"]
+    api_id = first["state"]["apis"][0]["id"]
+    assert plan["name"] == "chest-xray-dev"
+    assert plan["apiStages"] == [{"apiId": api_id, "stage": "api"}]
+    assert state["members"] == {plan["id"]: [key["id"]]}
+    command = (f"aws apigateway get-api-key --api-key {key['id']} --include-value "
+               "--query value --output text")
+    value = aws.client("apigateway").get_api_key(apiKey=key["id"], includeValue=True)["value"]
+    for run in (first, second):
+        assert command in run["output"] and value not in run["output"]
+    assert "nothing to change" in second["output"]
+
+
+def test_a_changed_usage_plan_is_updated_in_place(keyed):
+    aws, (first, second, third) = keyed
+    from deploy.settings import UsagePlan
+    assert third["calls"] == ["create_deployment", "update_usage_plan"]
+    (plan,) = key_state(aws)["plans"]
+    assert plan["throttle"] == {"rateLimit": 2, "burstLimit": 4}
+    assert plan["quota"]["limit"] == 100 and plan["quota"]["period"] == "WEEK"
+    default = UsagePlan()
+    assert "%g rps, burst %d" % (default.throttle_rate_limit, default.throttle_burst_limit) \
+        in first["output"]

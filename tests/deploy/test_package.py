@@ -4,8 +4,6 @@ linted as SAM and again after translation to plain CloudFormation."""
 import copy
 import json
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -15,7 +13,9 @@ from tests.support.packaging import (
     LAMBDA_GLIBC,
     USER_VALUES,
     built_once,
+    cfn_lint,
     lambda_compatible,
+    translate,
     wheel_tags,
 )
 
@@ -92,27 +92,6 @@ def sam_template(package_dir: Path) -> dict:
     return json.loads((package_dir / "sam.json").read_text())
 
 
-def cfn_lint(path: Path) -> subprocess.CompletedProcess:
-    cfn_lint_script = Path(sys.executable).parent / "cfn-lint"  # installed with the venv
-    return subprocess.run([str(cfn_lint_script), str(path)], capture_output=True, text=True)
-
-
-def translate(template: dict) -> dict:
-    """SAM -> plain CloudFormation with AWS's own translator. The code location becomes an S3
-    URI, as `aws cloudformation package` makes it (the translator accepts nothing else)."""
-    from samtranslator.translator.transform import transform
-
-    class NoManagedPolicies:  # the template names none; never ask IAM
-        def load(self) -> dict:
-            return {}
-
-    template = copy.deepcopy(template)
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://chest-xray-artifacts/prod/deployment.zip"
-    return transform(template, {}, NoManagedPolicies())
-
-
 def role_statements(resources: dict, role: str) -> list:
     return [s for policy in resources[role]["Properties"]["Policies"]
             for s in policy["PolicyDocument"]["Statement"]]
@@ -176,12 +155,15 @@ def test_the_template_mounts_efs_on_the_loader_with_its_own_role_and_size(packag
         "Resource": f"arn:aws:s3:::{USER_VALUES['efs_upload_bucket']}/efs-upload/*"}
 
 
-def test_the_merge_template_covers_both_functions_and_nothing_else(package_dir):
+def test_the_merge_template_covers_both_functions_the_gateway_responses_and_nothing_else(
+        package_dir):
     merge = json.loads((package_dir / "efs-merge-template.json").read_text())
-    assert sorted(merge["Resources"]) == sorted(FUNCTIONS)
+    assert sorted(merge["Resources"]) == sorted(FUNCTIONS + ("RestAPI",))  # prod: iam, no key
     for name in FUNCTIONS:
         assert sorted(merge["Resources"][name]["Properties"]) == ["FileSystemConfigs",
                                                                   "VpcConfig"]
+    assert list(merge["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]) == [
+        "x-amazon-apigateway-gateway-responses"]
     types = {k: v["Type"] for k, v in sam_template(package_dir)["Resources"].items()}
     assert sum(t == "AWS::Serverless::Function" for t in types.values()) == 2
 

@@ -27,7 +27,8 @@ from vendor_efs.models.onnx_export import safetensors_layout
 UNREADABLE = "Is a directory" if os.geteuid() == 0 else "Permission denied"
 # fault -> what its message must say: what is wrong, and what to do
 EXPECTED = {
-    "missing store": ["no model at", "is EFS mounted", "vendor_efs.ship model"],
+    "missing store": ["no model at", "(manifest.json not found)", "Install a model version",
+                      "point XRAY_EFS_ROOT or XRAY_MODEL_PATH at a model store"],
     "missing weights": ["cannot read", "model.safetensors: No such file or directory",
                         "re-install the model version"],
     "truncated weights": ["model.safetensors has sha256", "(14,141,448 bytes)",

@@ -20,6 +20,7 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 class LocalAws:
     endpoint: str
     update_requests: List[Dict[str, Any]] = field(default_factory=list)
+    apigateway_calls: List[str] = field(default_factory=list)  # write operations, in order
 
     def env(self, region: str = REGION) -> Dict[str, str]:
         """What a deploy subprocess needs to talk to this server and only to it."""
@@ -40,7 +41,7 @@ def local_aws() -> Iterator[LocalAws]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
     aws = LocalAws(endpoint=f"http://127.0.0.1:{port}")
-    with moto_shim(aws.update_requests):
+    with moto_shim(aws.update_requests, aws.apigateway_calls):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         # moto's backends live in this process and outlive a server: start from an empty account

@@ -5,20 +5,25 @@ What moto lacks, and what this does about it (nothing else is changed):
    Swagger 2.0. The shim turns Chalice's Swagger into the subset moto reads: paths, methods and
    integrations. It also keeps what moto ignores and we must check: the
    x-amazon-apigateway-binary-media-types list and the endpointConfigurationTypes parameter.
-   Mock integrations (CORS preflight, which crash moto's importer) are left out.
+   Mock integrations (CORS preflight, which crash moto's importer) are left out. Each
+   method's `security` (Chalice's authorizer and api_key_required), which moto's importer
+   drops, becomes the method's authorizationType and apiKeyRequired, as API Gateway imports it.
 2. UpdateFunctionConfiguration(FileSystemConfigs=...) is accepted and silently dropped. The shim
    stores it and returns it from GetFunctionConfiguration, as Lambda does, so the hook's
    read-back is exercised; and it records every raw UpdateFunctionConfiguration request body,
    so a test sees exactly what the hook sent (a shim that stored anything would hide a bug).
 3. Access point ids are fsap- + 8 hex digits in moto, 17 in AWS; Lambda (and cfn-lint) accept
    only 17, and so does our config validation. The shim gives new access points 17.
+4. Nothing is changed for API keys, usage plans and gateway responses (moto has them); the shim
+   only records which of API Gateway's write operations each request was, so a test sees what
+   a deploy created or updated.
 """
 import contextlib
 import json
 from typing import Any, Dict, Iterator, List
 from urllib.parse import unquote
 
-from moto.apigateway.models import APIGatewayBackend
+from moto.apigateway.models import APIGatewayBackend, RestAPI
 from moto.apigateway.responses import APIGatewayResponse
 from moto.apigateway.utils import deserialize_body
 from moto.awslambda.models import LambdaFunction
@@ -27,11 +32,18 @@ from moto.efs.models import AccessPoint
 from moto.moto_api._internal import mock_random
 
 BINARY_TYPES = "x-amazon-apigateway-binary-media-types"
+# securityDefinitions' x-amazon-apigateway-authtype -> API Gateway's authorizationType
+AUTH_TYPES = {"awsSigv4": "AWS_IAM", "cognito_user_pools": "COGNITO_USER_POOLS"}
+# API Gateway's write operations that a deploy's API key and gateway-response steps may send
+RECORDED = ("create_api_key", "update_api_key", "create_usage_plan", "update_usage_plan",
+            "create_usage_plan_key", "put_gateway_response", "create_deployment")
 
 
 @contextlib.contextmanager
-def moto_shim(update_requests: List[Dict[str, Any]]) -> Iterator[None]:
+def moto_shim(update_requests: List[Dict[str, Any]],
+              apigateway_calls: List[str]) -> Iterator[None]:
     originals = {
+        **{(APIGatewayBackend, name): getattr(APIGatewayBackend, name) for name in RECORDED},
         (APIGatewayResponse, "import_rest_api"): APIGatewayResponse.import_rest_api,
         (APIGatewayBackend, "put_rest_api"): APIGatewayBackend.put_rest_api,
         (LambdaResponse, "update_function_configuration"):
@@ -59,7 +71,14 @@ def moto_shim(update_requests: List[Dict[str, Any]]) -> Iterator[None]:
             return put_rest_api(self, function_id, api_doc, fail_on_warnings, mode)
         api = put_rest_api(self, function_id, _as_openapi3(api_doc), False, mode)
         api.binaryMediaTypes = list(api_doc.get(BINARY_TYPES, []))
+        _apply_security(api, api_doc)
         return api
+
+    def recorder(name: str) -> Any:
+        def record(self: APIGatewayBackend, *args: Any, **kwargs: Any) -> Any:
+            apigateway_calls.append(name)
+            return originals[(APIGatewayBackend, name)](self, *args, **kwargs)
+        return record
 
     def record_update(self: LambdaResponse) -> Any:
         update_requests.append({"function": unquote(self.path.rsplit("/", 2)[-2]),
@@ -83,6 +102,8 @@ def moto_shim(update_requests: List[Dict[str, Any]]) -> Iterator[None]:
         self.access_point_id = f"fsap-{mock_random.get_random_hex(17)}"
         self.access_point_arn = self.access_point_arn.replace(short, self.access_point_id)
 
+    for name in RECORDED:
+        setattr(APIGatewayBackend, name, recorder(name))
     APIGatewayResponse.import_rest_api = import_rest_api
     APIGatewayBackend.put_rest_api = put_swagger
     LambdaResponse.update_function_configuration = record_update
@@ -94,6 +115,23 @@ def moto_shim(update_requests: List[Dict[str, Any]]) -> Iterator[None]:
     finally:
         for (owner, name), original in originals.items():
             setattr(owner, name, original)
+
+
+def _apply_security(api: RestAPI, swagger: Dict[str, Any]) -> None:
+    definitions = swagger.get("securityDefinitions", {})
+    for path, methods in swagger.get("paths", {}).items():
+        resource = api.get_resource_for_path(path)
+        for method, spec in methods.items():
+            if method.upper() not in resource.resource_methods:
+                continue  # a mock integration left out above
+            target = resource.resource_methods[method.upper()]
+            for requirement in spec.get("security", []):
+                (name,) = requirement
+                if name == "api_key":
+                    target.api_key_required = True
+                else:
+                    target.authorization_type = AUTH_TYPES[
+                        definitions[name]["x-amazon-apigateway-authtype"]]
 
 
 def _as_openapi3(swagger: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,11 +1,12 @@
 """Builds the project's real artifacts once: `python -m deploy.package` on a copy of the
 project with realistic user values (no AWS is needed to package)."""
+import copy
 import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from tests.support.project import copy_project, set_stage
 from vendor_efs.runtime.glibc import LAMBDA_GLIBC as RUNTIME_GLIBC
@@ -28,7 +29,10 @@ USER_VALUES = {
 def run_package(workdir: Path, stage: str = "prod") -> Path:
     project = copy_project(workdir / "project")
     set_stage(project, stage, **USER_VALUES)
-    out = workdir / "cloudformation"
+    return _package(project, stage, workdir / "cloudformation")
+
+
+def _package(project: Path, stage: str, out: Path) -> Path:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     done = subprocess.run([sys.executable, "-m", "deploy.package", "--stage", stage,
                            "--out", str(out)], cwd=project, env=env, capture_output=True, text=True)
@@ -57,6 +61,45 @@ def built_once(tmp_path_factory) -> Path:
     if "out" not in _built:
         _built["out"] = run_package(tmp_path_factory.mktemp("package"))
     return _built["out"]
+
+
+def built_variant(tmp_path_factory, name: str, stage: str, **values: Any) -> Path:
+    """The shared project (built_once's) packaged again with one stage's values changed, into
+    its own folder; the config is restored afterwards. Chalice's dependency cache
+    (.chalice/deployments/) makes such a rebuild take seconds, not a full build."""
+    key = f"variant-{name}"
+    if key not in _built:
+        base = built_once(tmp_path_factory)
+        project = base.parent / "project"
+        config = project / ".chalice" / "config.json"
+        saved = config.read_text()
+        try:
+            set_stage(project, stage, **{**USER_VALUES, **values})
+            _built[key] = _package(project, stage, base.parent / f"cloudformation-{name}")
+        finally:
+            config.write_text(saved)
+    return _built[key]
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    cfn_lint_script = Path(sys.executable).parent / "cfn-lint"  # installed with the venv
+    return subprocess.run([str(cfn_lint_script), str(path)], capture_output=True, text=True)
+
+
+def translate(template: dict) -> dict:
+    """SAM -> plain CloudFormation with AWS's own translator. The code location becomes an S3
+    URI, as `aws cloudformation package` makes it (the translator accepts nothing else)."""
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:  # the template names none; never ask IAM
+        def load(self) -> dict:
+            return {}
+
+    template = copy.deepcopy(template)
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://chest-xray-artifacts/prod/deployment.zip"
+    return transform(template, {}, NoManagedPolicies())
 
 
 def lambda_compatible(tag: str) -> bool:

@@ -2,15 +2,30 @@
 (`scripts/serve`), and fresh interpreters for what must be checked from a clean start."""
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from benchmarks.local_server import chalice_local, free_port, local_server  # noqa: F401
 from tests.support.fixtures import REPO
+
+
+def import_app_unauthenticated():
+    """Imports app.py (once per process) with XRAY_AUTH=none, whatever this process inherited;
+    the environment is left as it was."""
+    from chalicelib.settings import AUTH
+    saved = os.environ.get(AUTH)
+    os.environ[AUTH] = "none"
+    try:
+        import app as app_module
+        app_module.get_settings.cache_clear()
+    finally:
+        if saved is None:
+            os.environ.pop(AUTH, None)
+        else:
+            os.environ[AUTH] = saved
+    return app_module
 
 
 @contextlib.contextmanager
@@ -46,42 +61,6 @@ def serving(efs_root: Path, **env: str) -> Iterator:
 def _clear(app_module) -> None:
     for getter in (app_module.get_settings, app_module.get_model, app_module.get_service):
         getter.cache_clear()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def local_server(log_path: Path, **env: str) -> Iterator:
-    """`scripts/serve` (the README's command) on a free port: yields (base URL, PID) once
-    /health answers, and stops the server by its PID. Hermetic: the local store scripts/setup
-    made (efs-local/), whatever XRAY_* this process inherited, plus `env`."""
-    port = free_port()
-    clean = {name: value for name, value in os.environ.items() if not name.startswith("XRAY_")}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [str(REPO / "scripts" / "serve"), "--no-autoreload", "--port", str(port)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**clean, **env})
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 300  # scripts/setup may have a requirement to install
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/health", timeout=2)
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        log.flush()
-                        raise RuntimeError("chalice local did not start:\n"
-                                           + log_path.read_text()[-3000:])
-                    time.sleep(0.3)
-            yield base, process.pid
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 def run_isolated(code: str, *args: str, **env: str) -> str:

@@ -105,6 +105,14 @@ def test_preflight_from_an_allowed_origin(lambda_app, path):
     assert int(headers["access-control-max-age"]) > 0 and "Origin" in headers["vary"]
 
 
+def test_preflight_allows_the_credentials_each_auth_mode_sends(lambda_app):
+    # a Cognito token, an API key, and a SigV4-signing SDK's headers
+    _, headers, _ = preflight(lambda_app, "/xray", ALLOWED)
+    allowed = {h.strip().lower() for h in headers["access-control-allow-headers"].split(",")}
+    assert {"authorization", "x-api-key", "x-amz-date", "x-amz-security-token",
+            "x-amz-content-sha256"} <= allowed
+
+
 def test_preflight_from_another_origin_is_refused(lambda_app):
     status, headers, body = preflight(lambda_app, "/xray", OTHER)
     assert status == 403 and "access-control-allow-origin" not in headers

@@ -8,22 +8,19 @@ the results view is saved to test-artifacts/page-results.png (git-ignored). A se
 import base64
 import http.server
 import json
-import shutil
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 
+from tests.support.browser import chromium
 from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO
 from tests.support.serving import local_server
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--no-proxy-server"]
 
 
 class OtherSite(http.server.BaseHTTPRequestHandler):
@@ -57,7 +54,8 @@ def other_sites():
 def server(other_sites, tmp_path_factory):
     allowed, _ = other_sites
     log_path = tmp_path_factory.mktemp("chalice-local") / "chalice-local.log"
-    with local_server(log_path, XRAY_CORS_ORIGINS=allowed) as (base, _):
+    # XRAY_AUTH=none: the page as on the dev stage (test_page_auth_browser.py: the other modes)
+    with local_server(log_path, XRAY_CORS_ORIGINS=allowed, XRAY_AUTH="none") as (base, _):
         try:  # the page needs the model: say why not, rather than time out in the browser
             urllib.request.urlopen(f"{base}/model", timeout=30)
         except urllib.error.HTTPError as error:
@@ -67,19 +65,8 @@ def server(other_sites, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian's chromium is not installed: run scripts/setup, which installs it "
-                    "with apt-get (this test never downloads a browser)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=chromium,
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 900})
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
+        yield context
 
 
 @pytest.fixture

@@ -15,8 +15,10 @@ from tests.support.serving import serving
 
 
 @pytest.fixture(scope="module")
-def page(client):
-    response = client.http.get("/")
+def page(demo_store):
+    """The page as the dev stage serves it (XRAY_AUTH=none; test_page_auth.py: the others)."""
+    with serving(demo_store, XRAY_AUTH="none") as client:
+        response = client.http.get("/")
     assert response.status_code == 200
     return response
 
@@ -58,7 +60,7 @@ def test_the_content_security_policy_allows_exactly_the_inline_code(page):
     policy = page.headers["Content-Security-Policy"]
     for tag, directive in (("script", "script-src"), ("style", "style-src")):
         blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
-        assert len(blocks) == 1
+        assert len(blocks) == 1  # (plus the auth settings' JSON data block, never executed)
         digest = base64.b64encode(hashlib.sha256(blocks[0].encode()).digest()).decode()
         assert f"{directive} 'sha256-{digest}';" in policy
     assert "default-src 'none'" in policy and "connect-src 'self'" in policy
@@ -71,11 +73,12 @@ def test_every_control_is_labelled(page):
     tags.feed(html)
     labelled = {attrs.get("for") for tag, attrs in tags.tags if tag == "label"}
     controls = [(tag, attrs) for tag, attrs in tags.tags if tag in ("input", "select")]
-    assert len(controls) == 3
+    assert [attrs["id"] for _, attrs in controls] == ["api-key", "file", "want-heatmap",
+                                                      "heatmap-label"]
     for tag, attrs in controls:
         assert attrs["id"] in labelled, attrs
     buttons = re.findall(r"<button[^>]*>([^<]+)</button>", html)
-    assert buttons == ["Classify"]
+    assert buttons == ["Sign in", "Sign out", "Use key", "Forget key", "Classify"]
     assert 'role="alert"' in html and 'role="status"' in html
     assert "<caption>" in html and "<th scope=\"col\">" in html  # the chart's text alternative
 
