@@ -309,4 +309,16 @@ def run(args: Any) -> Tuple[Dict[str, Any], str]:
     image = IMAGE.read_bytes()
     rows = [run_fault(fault, source, WORK, image) for fault in chosen]
     shutil.rmtree(WORK, ignore_errors=True)
-    return {"rows": rows}, table(rows)
+    return {"rows": rows, "problems": problems(rows)}, table(rows)
+
+
+def problems(rows: List[Dict[str, Any]]) -> List[str]:
+    """What makes a row wrong: not a 503, too late, /health ready, or no recovery."""
+    found = []
+    for row in rows:
+        if row["status"] != 503 or row["answer_s"] >= row["deadline_s"]:
+            found.append(f"{row['fault']}: {row['status']} after {row['answer_s']} s")
+        if row["health"]["ready"] or not row["recovered"]:
+            found.append(f"{row['fault']}: ready={row['health']['ready']}, "
+                         f"recovered={row['recovered']}")
+    return found

@@ -85,7 +85,7 @@ def read_manifest(model_path: Path) -> Manifest:
     directory = Path(os.path.realpath(model_path))
     path = directory / MANIFEST_NAME
     if not path.is_file():
-        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found)")
+        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found).")
     try:
         raw = json.loads(read_file(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -96,3 +96,4 @@ def test_the_fault_table_runs_and_every_fault_is_a_timely_503_that_recovers(tmp_
                                    else "failed"), row
         assert row["code"] == "ModelStillLoading" or health["reason"], row
         assert row["recovered"] is True, row
+    assert json.loads((tmp_path / "faults.json").read_text())["problems"] == []
