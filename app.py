@@ -81,9 +81,15 @@ def classify_xray():
     """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
     request = app.current_request
     heatmap = (request.query_params or {}).get("heatmap")
+    from chalicelib.errors import ModelUnavailable
+    from chalicelib.inference.lazy import wait_deadline
     from chalicelib.web.uploads import upload_bytes
-    result = get_service().classify(upload_bytes(request),
-                                    request.headers.get("content-type", ""), heatmap=heatmap)
+    try:  # a slow model store: a JSON 503 before the function's deadline, never a gateway 504
+        result = get_service().classify(upload_bytes(request),
+                                        request.headers.get("content-type", ""), heatmap=heatmap,
+                                        deadline=wait_deadline(app.lambda_context))
+    except ModelUnavailable as error:  # raised, it would lose its Retry-After header
+        return error.response()
     observed.note(image=result["image"], timings_ms=result["timings_ms"])
     return result
 

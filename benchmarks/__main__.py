@@ -8,6 +8,8 @@ their tables and writes build/benchmarks/<name>.json.
                  torch.export, onnxruntime) at 1 and 2 CPUs
     load         locust against a fresh `chalice local`: requests/s, p50/p95/p99 and failures
                  per format, the model loaded once
+    faults       the model-store fault table: each broken store's answer, /health, time to
+                 answer and recovery without a restart (correctness, not speed)
 
 A benchmark whose report lists "problems" (a failed request, a second model load) makes the
 command exit non-zero once every named benchmark has run.
@@ -20,13 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, load, warm
+from benchmarks import candidates, cold_start_cli, faults, load, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
 BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
-              "load": load}
+              "load": load, "faults": faults}
 
 
 def main(argv=None) -> None:

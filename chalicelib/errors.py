@@ -2,7 +2,9 @@
 with the class's STATUS_CODE, the same shape as the errors Chalice itself sends (404, 405, 415).
 Every 4xx derives from ClientError, so code that must let client errors through (and only them)
 names one class."""
-from chalice import ChaliceViewError
+from typing import Dict, List, Optional, Union
+
+from chalice import ChaliceViewError, Response
 
 
 class ClientError(ChaliceViewError):
@@ -41,5 +43,24 @@ class UnclassifiableImage(ClientError):
 
 
 class ModelUnavailable(ChaliceViewError):
-    """The model could not be loaded; /health says why. A server-side state, not a client error."""
+    """The model could not be loaded; /health says why. A server-side state, not a client error.
+    retry_after_s, when known, is when a retry can succeed: response() sends it as Retry-After
+    (Chalice's own mapping of a raised error carries no headers)."""
+    STATUS_CODE = 503
+
+    def __init__(self, message: str, retry_after_s: Optional[float] = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def response(self) -> Response:
+        headers: Dict[str, Union[str, List[str]]] = {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, round(self.retry_after_s)))  # whole seconds
+        return Response(body={"Code": type(self).__name__, "Message": str(self)},
+                        status_code=self.STATUS_CODE, headers=headers)
+
+
+class ModelStillLoading(ModelUnavailable):
+    """The model is being loaded (a slow store) and was not ready before this request's
+    deadline: answered before the function's timeout, so never API Gateway's bare 504."""
     STATUS_CODE = 503

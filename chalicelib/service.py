@@ -24,16 +24,18 @@ class XrayService:
         check_size(body, self._max_bytes)
         return preview(body, content_type, self._limits)
 
-    def classify(self, body: bytes, content_type: str,
-                 heatmap: Optional[str] = None) -> Dict[str, Any]:
+    def classify(self, body: bytes, content_type: str, heatmap: Optional[str] = None,
+                 deadline: Optional[float] = None) -> Dict[str, Any]:
         """heatmap: None = no heatmap (no gradient work at all); "top" (or "", "1", "true") =
-        a Grad-CAM heatmap for the most probable finding; a label = for that finding."""
+        a Grad-CAM heatmap for the most probable finding; a label = for that finding.
+        deadline: the time.monotonic() until which to wait for a model still loading
+        (lazy.wait_deadline); None = as long as the load takes."""
         check_size(body, self._max_bytes)
         started = time.perf_counter()
         # Decode before touching the model: bad input is refused without loading torch.
         image = decode(body, content_type, self._limits)
         decoded = time.perf_counter()
-        classifier = self.model.get()
+        classifier = self.model.get(deadline)
         loaded = time.perf_counter()
         explain = heatmap is not None
         label = None if heatmap is None or heatmap.strip().lower() in TOP else heatmap

@@ -169,7 +169,8 @@ class Settings:
                     f"is mounted only on Lambda. To serve locally run `chalice local` (the dev "
                     f"stage: the demo model in efs-local/) or scripts/serve, or give this stage "
                     f"{LOCAL_EFS_ROOT_ENV} in .chalice/config.json.")
-        return ""
+        return (f" Install a model version there (python -m vendor_efs.models import, or "
+                f"demo) or point {EFS_ROOT} or {MODEL_PATH} at a model store.")
 
 
 def _choice(env: Mapping[str, str], name: str, choices: Tuple[str, ...]) -> str:

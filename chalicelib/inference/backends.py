@@ -6,8 +6,7 @@ its wheel is small enough for the Lambda zip, so classification needs nothing fr
 model. torch: the reference, and what computes gradients for the heatmap.
 """
 import os
-from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 
@@ -22,16 +21,33 @@ def cpu_threads() -> int:
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, graph_path: Path) -> None:
+    def __init__(self, graph: bytes, external_files: Mapping[str, bytes]) -> None:
+        """graph: the ONNX graph's bytes; external_files: file name -> bytes for every file its
+        initializers point into (ONNX external data: model.safetensors). Both are the bytes the
+        loader hashed: onnxruntime opens no file, so nothing swapped on disk after the check can
+        run. With a table given, onnxruntime refuses a graph naming any file not in it (without
+        one it would read the name relative to the working directory)."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = cpu_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # The graph's weights are read from model.safetensors beside it (ONNX external data).
-        self._session = onnxruntime.InferenceSession(str(graph_path), options,
+        names = list(external_files)
+        buffers = [external_files[name] for name in names]
+        # onnxruntime copies what it needs while the session is built; the buffers stay ours.
+        options.add_external_initializers_from_files_in_memory(
+            names, buffers, [len(buffer) for buffer in buffers])
+        self._session = onnxruntime.InferenceSession(graph, options,
                                                      providers=["CPUExecutionProvider"])
+
+    def input_shape(self) -> List[Any]:
+        """The graph's input dimensions: ["batch", channels, height, width]."""
+        return list(self._session.get_inputs()[0].shape)
+
+    def output_shape(self) -> List[Any]:
+        """The graph's output dimensions: ["batch", outputs]."""
+        return list(self._session.get_outputs()[0].shape)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(["logits"], {"image": batch})[0]
@@ -65,6 +81,14 @@ def build_torch_network(manifest: Any, weights: bytes, torch: Any) -> Any:
     if missing or unexpected:
         raise ManifestError(f"the weights do not fit {manifest.architecture['name']}: missing "
                             f"{missing[:3]}, unexpected {unexpected[:3]}")
+    wrong = shape_mismatch(network, state)
+    if wrong:
+        name, expected, found = wrong[0]
+        raise ManifestError(f"the weights do not fit the manifest's {manifest.architecture['name']}"
+                            f" with {len(manifest.labels)} outputs: {name} is {found} in the "
+                            f"weights, {expected} in the network ({len(wrong)} such tensors). "
+                            f"Does \"labels\" name every output of the model, and \"architecture\" "
+                            f"match it? Fix manifest.json or re-import the model.")
     network.load_state_dict(state, strict=True, assign=True)
     return network.eval()
 
@@ -73,6 +97,13 @@ def key_mismatch(network: Any, state: Dict[str, Any]) -> Tuple[List[str], List[s
     """The state-dict keys the network has and the weights lack, and the reverse."""
     expected = set(network.state_dict())
     return sorted(expected - set(state)), sorted(set(state) - expected)
+
+
+def shape_mismatch(network: Any, state: Dict[str, Any]) -> List[Tuple[str, List[int], List[int]]]:
+    """(name, the network's shape, the weights' shape) for each tensor whose shapes differ."""
+    return [(name, list(tensor.shape), list(state[name].shape))
+            for name, tensor in network.state_dict().items()
+            if name in state and tuple(tensor.shape) != tuple(state[name].shape)]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -2,6 +2,12 @@
 a Classifier from the manifest and safetensors weights (the sha256 is checked, nothing is
 unpickled); preprocess, inference and postprocess are its methods, explain adds a heatmap.
 Loading it once per warm container, on first use, is lazy.LazyModel's job.
+
+Each store file is read once and hashed, and the backends are built from those bytes: neither
+onnxruntime nor torch opens a file of the model, so a file swapped or damaged on EFS after its
+check can never run. A classifier is returned only after one forward pass through the whole
+path agreed with the manifest (input shape, one output per label, finite values): a manifest
+that lies fails the load instead of serving wrong or truncated findings.
 """
 import threading
 import time
@@ -10,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from chalicelib.errors import InvalidParameter, ModelUnavailable
-from chalicelib.inference.store import Manifest, ManifestError, read_manifest, sha256_hex
+from chalicelib.inference.store import Manifest, ManifestError, read_file, read_manifest, sha256_hex
 from chalicelib.inference.torch_import import TorchUnavailable, import_torch
 
 if TYPE_CHECKING:
@@ -151,7 +157,7 @@ def choose_backend(manifest: Manifest, wanted: str) -> str:
 def load_classifier(model_path: Path, packages_path: Optional[Path],
                     backend: str = "auto") -> Classifier:
     from chalicelib.inference.architectures.registry import NAMES, is_known
-    from chalicelib.inference.backends import OnnxBackend, TorchBackend, build_torch_network
+    from chalicelib.inference.backends import TorchBackend, build_torch_network
     from chalicelib.inference.preprocessing import RECIPES
 
     manifest = read_manifest(model_path)
@@ -163,22 +169,78 @@ def load_classifier(model_path: Path, packages_path: Optional[Path],
     weights = _verified(manifest.weights_path, manifest.sha256)
     onnx = manifest.onnx
     if choose_backend(manifest, backend) == "onnxruntime" and onnx is not None:
-        graph = manifest.directory / onnx["file"]
-        _verified(graph, onnx["sha256"])
-        runner: Any = OnnxBackend(graph)
+        graph = _verified(manifest.directory / onnx["file"], onnx["sha256"])
+        runner: Any = _onnx_backend(manifest, graph, weights)
     else:
         torch = import_torch(packages_path)  # before anything else touches torch
         runner = TorchBackend(build_torch_network(manifest, weights, torch), torch)
-    return Classifier(manifest, runner, weights, packages_path)
+    classifier = Classifier(manifest, runner, weights, packages_path)
+    self_test(classifier)
+    return classifier
+
+
+def _onnx_backend(manifest: Manifest, graph: bytes, weights: bytes) -> Any:
+    from chalicelib.inference.backends import OnnxBackend
+    name = manifest.onnx["file"] if manifest.onnx else "the ONNX graph"
+    try:
+        runner = OnnxBackend(graph, {manifest.weights_path.name: weights})
+    except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        raise ManifestError(f"onnxruntime cannot load {name}: {_first_line(error)}. Re-export "
+                            f"the model (python -m vendor_efs.models import).") from None
+    expected = [manifest.raw["input"]["channels"], manifest.input_size, manifest.input_size]
+    dims = runner.input_shape()[1:]
+    if any(isinstance(d, int) and d != e for d, e in zip(dims, expected)) or len(dims) != 3:
+        raise ManifestError(f"{name} takes input {dims} (channels, height, width); the manifest "
+                            f"says {expected}. Fix \"input\" in manifest.json or re-import the "
+                            f"model.")
+    outputs = runner.output_shape()[-1]
+    if isinstance(outputs, int) and outputs != len(manifest.labels):
+        raise ManifestError(_label_count_message(len(manifest.labels), outputs))
+    return runner
+
+
+def self_test(classifier: Classifier) -> None:
+    """One forward pass of a mid-gray image through preprocess and the backend: the shapes the
+    manifest promises, one finite logit per label. Raises ManifestError saying what disagrees."""
+    import numpy as np
+    manifest = classifier.manifest
+    size = manifest.input_size
+    batch = classifier.preprocess(np.full((size, size), 0.5, dtype=np.float32))
+    expected = (1, manifest.raw["input"]["channels"], size, size)
+    if batch.shape != expected:
+        raise ManifestError(f"the preprocessing recipe {manifest.preprocessing['recipe']!r} "
+                            f"gives a batch of shape {batch.shape}; \"input\" says {expected}. "
+                            f"Fix manifest.json or re-import the model.")
+    try:
+        logits = np.asarray(classifier._backend.logits(batch))
+    except Exception as error:  # onnxruntime's and torch's own error types
+        raise ManifestError(f"the model does not run on the input the manifest describes "
+                            f"{expected}: {_first_line(error)}. Fix \"input\" in manifest.json "
+                            f"or re-import the model.") from None
+    if logits.ndim != 2 or logits.shape[1] != len(manifest.labels):
+        raise ManifestError(_label_count_message(len(manifest.labels), logits.shape[-1]))
+    if not np.isfinite(logits).all():
+        raise ManifestError("the model's outputs are not finite numbers (NaN or infinite "
+                            "weights?). Re-import the model.")
+
+
+def _label_count_message(labels: int, outputs: Any) -> str:
+    return (f"the manifest lists {labels} labels but the model has {outputs} outputs: "
+            f"\"labels\" must name every output, in order (\"\" for an untrained one). Fix "
+            f"manifest.json or re-import the model.")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0][:300].rstrip(".")
 
 
 def _verified(path: Path, sha256: str) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ManifestError(f"cannot read {path}: {error.strerror}") from None
+    """The file's bytes, read once, if their sha256 is the manifest's."""
+    data = read_file(path)
     digest = sha256_hex(data)
     if digest != sha256:
-        raise ManifestError(f"{path.name} has sha256 {digest[:12]}..., the manifest says "
-                            f"{sha256[:12]}... (incomplete copy?)")
+        raise ManifestError(f"{path.name} has sha256 {digest[:12]}... ({len(data):,} bytes), "
+                            f"the manifest says {sha256[:12]}...: an incomplete or altered "
+                            f"copy. Re-install the model version.")
     return data

@@ -6,8 +6,8 @@ laid out as on EFS:
     <efs root>/models/current -> <name>/<version>      (the served version)
 
 Reading needs only the standard library; the weights themselves are read by
-inference.classifier.load_classifier. Writing a version is the tools' job
-(vendor_efs/models/writer.py): serving never writes a model.
+inference.classifier.load_classifier, through read_file, once: what is hashed is what runs.
+Writing a version is the tools' job (vendor_efs/models/writer.py): serving never writes a model.
 """
 import hashlib
 import json
@@ -85,9 +85,9 @@ def read_manifest(model_path: Path) -> Manifest:
     directory = Path(os.path.realpath(model_path))
     path = directory / MANIFEST_NAME
     if not path.is_file():
-        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found)")
+        raise ManifestError(f"no model at {model_path} ({MANIFEST_NAME} not found).")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(read_file(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ManifestError(f"{path} is not valid JSON: {error}") from None
     validate_manifest(raw, path)
@@ -139,6 +139,16 @@ def validate_manifest(raw: Any, path: Path) -> None:
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(
         c in "0123456789abcdef" for c in value)
+
+
+def read_file(path: Path) -> bytes:
+    """A store file's bytes, or a ManifestError saying why they cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        hint = (" (the function's EFS access point user must be able to read the model folder)"
+                if isinstance(error, PermissionError) else " (re-install the model version)")
+        raise ManifestError(f"cannot read {path}: {error.strerror or error}{hint}") from None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -72,3 +72,28 @@ def test_the_load_benchmark_posts_every_format_without_errors_and_loads_the_mode
     assert report["model"]["load_ms"] > 0 and report["server"]["peak_rss_mb"] > 0
     assert (tmp_path / "load_server.log").read_text().count("POST /xray") == \
         report["total"]["requests"]
+
+
+def test_the_fault_table_runs_and_every_fault_is_a_timely_503_that_recovers(tmp_path):
+    # given the fault command (every row: a broken store served by the Lambda entry point)
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "faults", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=900)
+    # when it has run: the table printed, the JSON written
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| fault | status | Code |" in result.stdout
+    rows = json.loads((tmp_path / "faults.json").read_text())["rows"]
+    from benchmarks.faults import FAULTS
+    assert [row["fault"] for row in rows] == [fault.name for fault in FAULTS]
+    # then each fault was a JSON 503 before its deadline, /health live but not ready with the
+    # reason, and the fixed store was served without a restart
+    for row in rows:
+        assert row["status"] == 503 and row["code"] in ("ModelUnavailable",
+                                                        "ModelStillLoading"), row
+        assert row["answer_s"] < row["deadline_s"], row
+        health = row["health"]
+        assert health["live"] is True and health["ready"] is False, row
+        assert health["state"] == ("loading" if row["code"] == "ModelStillLoading"
+                                   else "failed"), row
+        assert row["code"] == "ModelStillLoading" or health["reason"], row
+        assert row["recovered"] is True, row
+    assert json.loads((tmp_path / "faults.json").read_text())["problems"] == []

