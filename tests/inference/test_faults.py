@@ -21,6 +21,7 @@ from chalicelib.inference.classifier import load_classifier
 from chalicelib.inference.lazy import ANSWER_MARGIN_S, LazyModel
 from chalicelib.inference.store import ManifestError
 from tests.support.fixtures import PNG_CARDIOMEGALY, REPO
+from tests.support.model_store import FakeClassifier, copy_store, post_png
 from tests.support.serving import serving
 from vendor_efs.models.onnx_export import safetensors_layout
 
@@ -48,14 +49,7 @@ BROKEN = [fault for fault in FAULTS if fault.name in EXPECTED]
 
 @pytest.fixture
 def store_copy(demo_store, tmp_path):
-    root = tmp_path / "efs"
-    shutil.copytree(demo_store, root, symlinks=True)
-    return root
-
-
-def post_png(client):
-    return client.http.post("/xray", headers={"Content-Type": "image/png"},
-                            body=PNG_CARDIOMEGALY.read_bytes())
+    return copy_store(demo_store, tmp_path)
 
 
 def test_every_row_of_the_fault_table_has_its_test():
@@ -125,18 +119,6 @@ def test_an_unreadable_weights_file_says_the_access_point_user_must_read_it(
 
 
 # --- a slow store ------------------------------------------------------------------------
-
-class FakeClassifier:
-    backend = "fake"
-
-    class manifest:
-        @staticmethod
-        def identity():
-            return {"name": "fake"}
-
-    def identity(self):
-        return self.manifest.identity()
-
 
 def test_given_a_slow_load_when_the_deadline_comes_first_then_still_loading_in_time():
     release = threading.Event()

@@ -3,7 +3,6 @@ failures reported (503, /health) and recovered from without a restart."""
 import json
 import os
 import pickle
-import shutil
 import sys
 import threading
 import time
@@ -15,17 +14,15 @@ from chalicelib.inference.classifier import load_classifier
 from chalicelib.inference.lazy import LazyModel
 from chalicelib.inference.store import ManifestError, read_manifest
 from chalicelib.inference.torch_import import RUNTIME_REPORT, TorchUnavailable, import_torch
-from tests.support.fixtures import PNG_CARDIOMEGALY, REPO
+from tests.support.fixtures import REPO
+from tests.support.model_store import FakeClassifier, copy_store, post_png
 from tests.support.serving import run_isolated, serving
 from vendor_efs.models.demo import VERSION
 
 
 @pytest.fixture
 def store_copy(demo_store, tmp_path):
-    """A private, writable copy of the demo store (the `current` link is kept relative)."""
-    root = tmp_path / "efs"
-    shutil.copytree(demo_store, root, symlinks=True)
-    return root
+    return copy_store(demo_store, tmp_path)
 
 
 def current_dir(root):
@@ -37,11 +34,6 @@ def edit_manifest(root, **changes):
     manifest = json.loads(path.read_text())
     manifest.update(changes)
     path.write_text(json.dumps(manifest))
-
-
-def post_png(client):
-    return client.http.post("/xray", headers={"Content-Type": "image/png"},
-                            body=PNG_CARDIOMEGALY.read_bytes())
 
 
 def test_the_pointer_is_resolved_once_so_the_loaded_version_is_pinned(store_copy):
@@ -109,18 +101,6 @@ def test_loading_never_calls_pickle_or_torch_load(demo_store, monkeypatch):
         monkeypatch.setattr(target, name, forbidden)
     classifier = load_classifier(current_dir(demo_store), None)
     assert len(classifier.manifest.labels) == 18
-
-
-class FakeClassifier:
-    backend = "fake"
-
-    class manifest:
-        @staticmethod
-        def identity():
-            return {"name": "fake"}
-
-    def identity(self):
-        return self.manifest.identity()
 
 
 def test_concurrent_first_requests_load_once():

@@ -37,3 +37,16 @@ def chromium(profile: Optional[Path] = None) -> Iterator:
             yield target
         finally:
             target.close()
+
+
+def open_page(context, url: str):
+    """A new tab on url that records every request (page.requests) and every console or page
+    error (page.console_errors)."""
+    page = context.new_page()
+    page.requests = []
+    page.on("request", lambda request: page.requests.append(request))
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
+    page.goto(url)
+    return page

@@ -21,7 +21,7 @@ import urllib.parse
 
 import pytest
 
-from tests.support.browser import chromium
+from tests.support.browser import chromium, open_page
 from tests.support.fixtures import DCM_MONO2, PNG_CARDIOMEGALY
 from tests.support.serving import local_server, serving
 
@@ -166,17 +166,6 @@ def context(browser):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     yield context
     context.close()
-
-
-def open_page(context, url: str):
-    page = context.new_page()
-    page.requests = []
-    page.on("request", lambda request: page.requests.append(request))
-    page.console_errors = []
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    page.goto(url)
-    return page
 
 
 def api_calls(page, server: str) -> list:

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.browser import chromium
+from tests.support.browser import chromium, open_page
 from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO
 from tests.support.serving import local_server
 
@@ -71,13 +71,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, server):
-    page = browser.new_page()
-    page.requests = []
-    page.on("request", lambda request: page.requests.append(request))
-    page.console_errors = []
-    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
-    page.on("pageerror", lambda error: page.console_errors.append(str(error)))
-    page.goto(server + "/")
+    page = open_page(browser, server + "/")
     # the labels come from GET /model (selectors, not wait_for_function: the page's CSP forbids
     # the eval that Playwright would use)
     page.wait_for_selector("#heatmap-label option[value='Cardiomegaly']", state="attached")
