@@ -19,6 +19,7 @@ from typing import Callable, Dict
 from chalicelib.imaging.formats import DICOM, JPEG, PNG, sniff
 from chalicelib.settings import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, PROJECT_ROOT
 from fuzzing import corpus, seeds
+from fuzzing.lambda_worker import peak_rss_mb
 from fuzzing.rule import Bounds
 from fuzzing.structure import Result
 
@@ -37,7 +38,6 @@ STATS_EVERY = 50
 def _fuzz(content_type: str, stats_path: str, argv: list) -> None:
     """The child: instruments the decoders, then hands control to libFuzzer."""
     import logging
-    import resource
 
     import atheris  # type: ignore[import-untyped]
     with atheris.instrument_imports(include=["chalicelib.imaging", "PIL", "pydicom"]):
@@ -56,7 +56,7 @@ def _fuzz(content_type: str, stats_path: str, argv: list) -> None:
     target_runs = next((int(a.split("=", 1)[1]) for a in argv if a.startswith("-runs=")), 0)
 
     def flush() -> None:
-        stats["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        stats["peak_rss_mb"] = peak_rss_mb()
         Path(stats_path).write_text(json.dumps(stats))
 
     def one_input(data: bytes) -> None:

@@ -45,6 +45,15 @@ def invoke(handler: Callable, request: Request) -> Tuple[Dict[str, Any], float]:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux keeps getrusage's ru_maxrss across execve, so a worker
+    started from a large parent (pytest with torch loaded) would report the parent's peak; the
+    kernel's VmHWM belongs to this process's memory alone."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 

@@ -12,13 +12,15 @@ import pytest
 
 from tests.support.deploy_command import run_deploy
 from tests.support.local_aws import build_network, local_aws
-from tests.support.project import copy_project, set_stage, user_values
+from tests.support.project import REPO, copy_project, set_stage, user_values
 
 pytestmark = pytest.mark.aws_emulator
 
 FUNCTION = "chest-xray-dev"
 LOADER = "chest-xray-dev-efs_loader"
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:"
+DEV_ENVIRONMENT = json.loads((REPO / ".chalice" / "config.json").read_text())[
+    "stages"]["dev"]["environment_variables"]
 
 
 def function_state(aws, name: str) -> dict:
@@ -97,11 +99,9 @@ def test_both_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
         assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(network.subnet_ids)
         assert config["VpcConfig"]["SecurityGroupIds"] == [network.lambda_sg]
         assert config["Runtime"] == "python3.13"
-        assert config["Environment"]["Variables"] == {
-            "XRAY_EFS_ROOT": "/mnt/xray", "XRAY_PACKAGES_PATH": "/mnt/xray/packages",
-            "XRAY_MODEL_PATH": "/mnt/xray/models/current",
-            "XRAY_CORS_ORIGINS": "http://localhost:3000,http://127.0.0.1:3000",
-            "XRAY_AUTH": "none"}
+        # exactly the committed stage's environment (the EFS paths, auth, stage, origins...)
+        assert config["Environment"]["Variables"] == DEV_ENVIRONMENT
+        assert DEV_ENVIRONMENT["XRAY_MODEL_PATH"] == "/mnt/xray/models/current"
     # the API keeps the stage's values; the loader gets its override and only it
     assert (api["config"]["MemorySize"], api["config"]["Timeout"]) == (3008, 28)
     assert api["concurrency"] == 2
