@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from benchmarks.local_server import REPO, local_server
+from benchmarks.samples import jpeg_of
 from benchmarks.warm import FIXTURES
 
 FORMATS = ("png", "jpeg", "dicom")
@@ -57,12 +58,11 @@ def percentile(values: List[float], percent: float) -> Optional[float]:
 
 def samples(work: Path) -> List[Dict[str, str]]:
     """Every shared radiograph, as the format it is, plus a JPEG of each PNG."""
-    from PIL import Image
     found = []
     for path in sorted(FIXTURES.iterdir()):
         if path.suffix == ".png":
             jpeg = work / f"{path.stem}.jpg"
-            Image.open(path).convert("L").save(jpeg, "JPEG", quality=95)
+            jpeg.write_bytes(jpeg_of(path))
             found += [("png", path), ("jpeg", jpeg)]
         elif path.suffix == ".dcm":
             found.append(("dicom", path))

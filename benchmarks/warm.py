@@ -5,7 +5,6 @@ import, model load and first answer (median of fresh processes); warm latency of
 DICOM requests through the real Lambda handler; the bare forward; request/forward ratios; peak
 RSS; how far each forward is from this CPU's floor (DenseNet-121's FLOPs over the best fp32
 matmul rate); and what 1,000 images cost on Lambda at those sizes."""
-import io
 import json
 import math
 import os
@@ -17,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List
 
+from benchmarks.samples import jpeg_of
 from benchmarks.warm_worker import MARK
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,8 +35,6 @@ def add_arguments(parser) -> None:
 
 
 def prepare(work: Path) -> None:
-    from PIL import Image
-
     from vendor_efs.models.demo import install_demo
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -44,10 +42,7 @@ def prepare(work: Path) -> None:
     for name in ("nih_00000001_000_cardiomegaly.png",
                  "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm"):
         shutil.copy(FIXTURES / name, work / name)
-    out = io.BytesIO()
-    Image.open(FIXTURES / "nih_00000001_000_cardiomegaly.png").convert("L").save(
-        out, "JPEG", quality=95)
-    (work / "chest.jpg").write_bytes(out.getvalue())
+    (work / "chest.jpg").write_bytes(jpeg_of(FIXTURES / "nih_00000001_000_cardiomegaly.png"))
     import torch
     from safetensors.torch import load_file
     state = load_file(version / "model.safetensors")

@@ -1,8 +1,8 @@
 """The shared radiographs (../shared/fixtures/cxr, read in place: never copied into the repo)
 and small helpers around them."""
-import io
 from pathlib import Path
 
+from benchmarks.samples import jpeg_of  # noqa: F401 (the tests' name)
 from chalicelib.settings import PROJECT_ROOT
 
 REPO = PROJECT_ROOT
@@ -23,9 +23,3 @@ def fixture_id(path: Path) -> str:
     return path.stem[:40]
 
 
-def jpeg_of(path: Path, quality: int = 95, **save_args) -> bytes:
-    """A JPEG made from a fixture PNG (the shared fixtures hold no plain JPEG)."""
-    from PIL import Image
-    out = io.BytesIO()
-    Image.open(path).convert("L").save(out, "JPEG", quality=quality, **save_args)
-    return out.getvalue()
