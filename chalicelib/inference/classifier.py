@@ -60,9 +60,13 @@ class Classifier:
     def preprocess(self, pixels: "np.ndarray") -> "np.ndarray":
         return self._recipe.forward(pixels, self._size)
 
+    def logits(self, batch: "np.ndarray") -> "np.ndarray":
+        """The serving backend's raw outputs: (batch, outputs)."""
+        return self._backend.logits(batch)
+
     def inference(self, batch: "np.ndarray") -> List[float]:
         from chalicelib.inference.backends import sigmoid
-        return sigmoid(self._backend.logits(batch))[0].tolist()
+        return sigmoid(self.logits(batch))[0].tolist()
 
     def torch_backend(self) -> Any:
         """The torch network, which computes gradients (the heatmap); with the onnxruntime
@@ -170,7 +174,7 @@ def load_classifier(model_path: Path, packages_path: Optional[Path],
     onnx = manifest.onnx
     if choose_backend(manifest, backend) == "onnxruntime" and onnx is not None:
         graph = _verified(manifest.directory / onnx["file"], onnx["sha256"])
-        runner: Any = _onnx_backend(manifest, graph, weights)
+        runner: Any = _onnx_backend(manifest, onnx["file"], graph, weights)
     else:
         torch = import_torch(packages_path)  # before anything else touches torch
         runner = TorchBackend(build_torch_network(manifest, weights, torch), torch)
@@ -179,9 +183,10 @@ def load_classifier(model_path: Path, packages_path: Optional[Path],
     return classifier
 
 
-def _onnx_backend(manifest: Manifest, graph: bytes, weights: bytes) -> Any:
+def _onnx_backend(manifest: Manifest, name: str, graph: bytes, weights: bytes) -> Any:
+    """The onnxruntime session of graph (the manifest's file `name`), checked against the
+    manifest's input and output shapes."""
     from chalicelib.inference.backends import OnnxBackend
-    name = manifest.onnx["file"] if manifest.onnx else "the ONNX graph"
     try:
         runner = OnnxBackend(graph, {manifest.weights_path.name: weights})
     except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
@@ -212,7 +217,7 @@ def self_test(classifier: Classifier) -> None:
                             f"gives a batch of shape {batch.shape}; \"input\" says {expected}. "
                             f"Fix manifest.json or re-import the model.")
     try:
-        logits = np.asarray(classifier._backend.logits(batch))
+        logits = np.asarray(classifier.logits(batch))
     except Exception as error:  # onnxruntime's and torch's own error types
         raise ManifestError(f"the model does not run on the input the manifest describes "
                             f"{expected}: {_first_line(error)}. Fix \"input\" in manifest.json "

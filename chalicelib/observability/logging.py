@@ -29,9 +29,6 @@ class _CurrentStdout(logging.StreamHandler):
     """A stream handler writing to sys.stdout as it is when a record is emitted (the Lambda
     runtime's, `chalice local`'s, a test's capture), not as it was at import."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self) -> TextIO:
         return sys.stdout

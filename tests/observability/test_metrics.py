@@ -2,6 +2,7 @@
 import pytest
 
 from chalicelib.observability import metrics
+from chalicelib.settings import METRICS_DISABLED
 from tests.support.emf import check_emf, metrics_of, split_lines
 
 BASE = dict(stage="test", route="/xray", status=200, error_code=None, total_ms=120.5,
@@ -60,7 +61,7 @@ def test_given_an_odd_error_code_when_made_a_dimension_then_it_collapses(code, e
 
 
 def test_given_metrics_disabled_when_emitted_then_nothing_is_printed(capsys, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setenv(METRICS_DISABLED, "true")
     capsys.readouterr()
     metrics.emit_request(**BASE)
     assert capsys.readouterr().out == ""
