@@ -5,9 +5,10 @@ machine without torch, and Lambda's init phase should not pay for what a request
 """
 from functools import lru_cache
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
 from chalicelib.imaging.formats import ROUTE_CONTENT_TYPES
+from chalicelib.jobs.events import notifier_pattern, worker_pattern
 from chalicelib.observability import logging as observability_logging
 from chalicelib.observability import request as observed
 from chalicelib.settings import Settings
@@ -45,6 +46,43 @@ def get_model():
 def get_service():
     from chalicelib.service import XrayService
     return XrayService(get_settings(), get_model())
+
+
+@lru_cache(maxsize=1)
+def get_job_store():
+    from chalicelib.errors import JobsUnavailable
+    from chalicelib.jobs.clients import client
+    from chalicelib.jobs.store import JobStore
+    from chalicelib.settings import JOBS_BUCKET
+    jobs = get_settings().jobs
+    if not jobs.enabled:
+        raise JobsUnavailable(f"This stage takes no upload jobs ({JOBS_BUCKET} is not set): "
+                              "send images of up to "
+                              f"{get_settings().max_upload_bytes:,} bytes to POST /xray")
+    return JobStore(client("s3"), jobs.bucket)
+
+
+@lru_cache(maxsize=1)
+def get_job_service():
+    from chalicelib.jobs.service import JobService
+    store = get_job_store()
+    return JobService(get_settings().jobs, store, store.s3)
+
+
+@lru_cache(maxsize=1)
+def get_worker():
+    from chalicelib.jobs.worker import Worker
+    service = get_service()
+
+    def classify(body, content_type, max_bytes):
+        return service.classify(body, content_type, max_bytes=max_bytes,
+                                deadline=wait_deadline(app.lambda_context))
+
+    def ready():
+        get_model().get(wait_deadline(app.lambda_context))
+
+    from chalicelib.inference.lazy import wait_deadline
+    return Worker(get_settings().jobs, get_job_store(), classify, ready)
 
 
 @app.middleware("http")
@@ -124,13 +162,38 @@ def model_manifest():
     return {**manifest.raw, "state": model.status()["state"]}
 
 
+@app.route("/xray/jobs", methods=["POST"], content_types=["application/json"], **PROTECTED)
+def create_job():
+    """An upload job for a file of any size up to the stage's job limit: 202 with a presigned
+    S3 POST to upload it with, and the status URL to poll (chalicelib/jobs/)."""
+    from chalicelib.web.links import base_url
+    request = app.current_request
+    answer = get_job_service().create(request.raw_body,
+                                      base_url(request, get_settings().jobs.public_url))
+    return Response(body=answer, status_code=202)
+
+
+@app.route("/xray/jobs/{job_id}", methods=["GET"], **PROTECTED)
+def job_status(job_id):
+    return get_job_service().status(job_id)
+
+
+@app.route("/xray/jobs/{job_id}", methods=["DELETE"], **PROTECTED)
+def delete_job(job_id):
+    """The upload, the record and the result, deleted now."""
+    get_job_service().delete(job_id)
+    return Response(body="", status_code=204)
+
+
 # CORS preflight, answered by the function itself (not by API Gateway's MOCK integration that
 # Chalice's cors=True generates, which can only name one origin): see chalicelib/web/cors.py.
 @app.route("/xray", methods=["OPTIONS"])
 @app.route("/preview", methods=["OPTIONS"])
 @app.route("/health", methods=["OPTIONS"])
 @app.route("/model", methods=["OPTIONS"])
-def preflight():
+@app.route("/xray/jobs", methods=["OPTIONS"])
+@app.route("/xray/jobs/{job_id}", methods=["OPTIONS"])
+def preflight(job_id=None):
     request = app.current_request
     origin = request.headers.get("origin")
     if origin is None:  # not a browser preflight: say what the path allows
@@ -149,3 +212,27 @@ def efs_loader(event, context):
     A separate function: the API itself never writes to EFS."""
     from chalicelib.efs_loader import handle
     return handle(event, get_settings().efs_root)
+
+
+# The jobs path's functions (chalicelib/jobs/). S3 -> EventBridge -> these rules, on both deploy
+# paths (`chalice package` refuses on_s3_event). The bucket is the stage's, read at import.
+@app.on_cw_event(worker_pattern(get_settings().jobs.bucket), name="job_worker")
+def job_worker(event):
+    """Classifies an uploaded job (or a bucket batch input); in the VPC, beside EFS."""
+    from chalicelib.observability.logging import logger
+    outcome = get_worker().handle(event.to_dict())
+    logger.info("job event", extra={"event": "job", "outcome": outcome})
+
+
+@app.on_cw_event(notifier_pattern(get_settings().jobs.bucket), name="job_notifier")
+def job_notifier(event):
+    """Sends a final job's e-mail and webhook; outside the VPC, so it needs no NAT."""
+    from chalicelib.jobs.notify import handle
+    handle(event.to_dict(), get_settings().jobs, get_job_store())
+
+
+@app.schedule(Rate(get_settings().jobs.sweep_minutes, unit=Rate.MINUTES), name="job_sweeper")
+def job_sweeper(event):
+    """Requeues uploads whose event never came, releases dead claims, expires stale jobs."""
+    from chalicelib.jobs.sweeper import sweep
+    sweep(get_settings().jobs, get_job_store())

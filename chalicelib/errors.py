@@ -64,3 +64,18 @@ class ModelStillLoading(ModelUnavailable):
     """The model is being loaded (a slow store) and was not ready before this request's
     deadline: answered before the function's timeout, so never API Gateway's bare 504."""
     STATUS_CODE = 503
+
+
+class InvalidJobRequest(ClientError):
+    """POST /xray/jobs with a body that is not the JSON object the contract describes."""
+    STATUS_CODE = 400
+
+
+class JobNotFound(ClientError):
+    """No job has this id (never had, expired, or deleted)."""
+    STATUS_CODE = 404
+
+
+class JobsUnavailable(ChaliceViewError):
+    """The stage has no jobs bucket, or S3 did not answer: a server-side state."""
+    STATUS_CODE = 503

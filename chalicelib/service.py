@@ -25,12 +25,14 @@ class XrayService:
         return preview(body, content_type, self._limits)
 
     def classify(self, body: bytes, content_type: str, heatmap: Optional[str] = None,
-                 deadline: Optional[float] = None) -> Dict[str, Any]:
+                 deadline: Optional[float] = None,
+                 max_bytes: Optional[int] = None) -> Dict[str, Any]:
         """heatmap: None = no heatmap (no gradient work at all); "top" (or "", "1", "true") =
         a Grad-CAM heatmap for the most probable finding; a label = for that finding.
         deadline: the time.monotonic() until which to wait for a model still loading
-        (lazy.wait_deadline); None = as long as the load takes."""
-        check_size(body, self._max_bytes)
+        (lazy.wait_deadline); None = as long as the load takes.
+        max_bytes: the size limit when it is not the synchronous route's (an upload job's)."""
+        check_size(body, max_bytes or self._max_bytes)
         started = time.perf_counter()
         # Decode before touching the model: bad input is refused without loading torch.
         image = decode(body, content_type, self._limits)

@@ -43,6 +43,25 @@ COGNITO_CLIENT_ID = "XRAY_COGNITO_CLIENT_ID"
 # function its stage: .chalice/config.json sets this per stage). Unset = "local".
 STAGE = "XRAY_STAGE"
 DEFAULT_STAGE = "local"
+# Upload jobs (chalicelib/jobs/): the private S3 bucket that holds this stage's job records,
+# uploads and results (read when app.py is imported: the event rules name it). Unset = no jobs.
+JOBS_BUCKET = "XRAY_JOBS_BUCKET"
+JOB_MAX_BYTES = "XRAY_JOB_MAX_BYTES"          # the largest upload a job accepts
+RESULT_DAYS = "XRAY_RESULT_DAYS"              # days a job's record and result are kept
+KEEP_UPLOADS_DAYS = "XRAY_KEEP_UPLOADS_DAYS"  # 0 = uploads are deleted once processed
+UPLOAD_EXPIRES_S = "XRAY_UPLOAD_EXPIRES_S"    # how long a presigned upload stays valid
+SWEEP_MINUTES = "XRAY_SWEEP_MINUTES"          # how often the sweeper runs (read at import)
+# The API's base URL as clients see it (https://api.example.org/v1), for the status links in
+# answers, e-mails and webhooks; unset = derived from each request's Host and stage.
+PUBLIC_URL = "XRAY_PUBLIC_URL"
+SES_SENDER = "XRAY_SES_SENDER"                # a verified SES identity; unset = no e-mail
+# A Secrets Manager secret holding the Standard Webhooks secret (whsec_<base64>); unset = no
+# webhooks.
+WEBHOOK_SECRET_NAME = "XRAY_WEBHOOK_SECRET_NAME"
+DEFAULT_JOB_MAX_BYTES = 200 * 1024 * 1024
+DEFAULT_RESULT_DAYS = 7
+DEFAULT_UPLOAD_EXPIRES_S = 600
+DEFAULT_SWEEP_MINUTES = 10
 # Read by Powertools itself, named here so that every variable the function honours is listed:
 # "true" stops the EMF metric lines (POWERTOOLS_DEV=true does too, unless this is set to false).
 METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
@@ -115,6 +134,45 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """The upload-jobs path (chalicelib/jobs/): where jobs live and how long things are kept."""
+    bucket: str = ""                    # "" = this stage has no jobs
+    max_bytes: int = DEFAULT_JOB_MAX_BYTES
+    result_days: int = DEFAULT_RESULT_DAYS
+    keep_uploads_days: int = 0          # > 0: the operator opted in to keep uploads that long
+    upload_expires_s: int = DEFAULT_UPLOAD_EXPIRES_S
+    sweep_minutes: int = DEFAULT_SWEEP_MINUTES
+    public_url: str = ""
+    ses_sender: str = ""
+    webhook_secret_name: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "JobSettings":
+        public_url = env.get(PUBLIC_URL, "").strip().rstrip("/")
+        if public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", public_url):
+            raise ValueError(f"{PUBLIC_URL} must be the API's base URL, like "
+                             f"https://api.example.org/v1; got {public_url!r}")
+        sender = env.get(SES_SENDER, "").strip()
+        if sender and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", sender):
+            raise ValueError(f"{SES_SENDER} must be an e-mail address SES has verified")
+        return cls(
+            bucket=env.get(JOBS_BUCKET, "").strip(),
+            max_bytes=_positive_int(env, JOB_MAX_BYTES, DEFAULT_JOB_MAX_BYTES),
+            result_days=_positive_int(env, RESULT_DAYS, DEFAULT_RESULT_DAYS),
+            keep_uploads_days=_whole_number(env, KEEP_UPLOADS_DAYS, 0),
+            upload_expires_s=_positive_int(env, UPLOAD_EXPIRES_S, DEFAULT_UPLOAD_EXPIRES_S),
+            sweep_minutes=_positive_int(env, SWEEP_MINUTES, DEFAULT_SWEEP_MINUTES),
+            public_url=public_url,
+            ses_sender=sender,
+            webhook_secret_name=env.get(WEBHOOK_SECRET_NAME, "").strip(),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     efs_root: Path
     model_path: Path
@@ -129,6 +187,7 @@ class Settings:
     on_lambda: bool = False
     local_store: bool = False  # XRAY_LOCAL_EFS_ROOT applied
     stage: str = DEFAULT_STAGE
+    jobs: JobSettings = JobSettings()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -154,6 +213,7 @@ class Settings:
             on_lambda=on_lambda,
             local_store=bool(local),
             stage=_stage(env),
+            jobs=JobSettings.from_env(env),
         )
 
     def store_hint(self) -> str:
@@ -187,6 +247,12 @@ def _stage(env: Mapping[str, str]) -> str:
         raise ValueError(f"{STAGE} must be the stage's name (letters, digits, - or _, at most 32),"
                          f" got {value!r}")
     return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    """0 or more."""
+    raw = env.get(name)
+    return default if raw in (None, "", "0") else _positive_int(env, name, default)
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

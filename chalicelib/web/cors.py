@@ -11,7 +11,7 @@ Pure Python on purpose: app.py imports it at deploy time.
 """
 from typing import Dict, Optional, Sequence
 
-ALLOWED_METHODS = "GET, POST, OPTIONS"
+ALLOWED_METHODS = "GET, POST, DELETE, OPTIONS"
 # Content-Type is not CORS-safelisted for image/png or application/dicom, so uploads preflight.
 # The rest are the credentials a stage may ask for (XRAY_AUTH): a Cognito token, an API key, and
 # what a SigV4-signing SDK in another site's page sends.

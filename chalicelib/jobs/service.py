@@ -1,0 +1,123 @@
+"""POST, GET and DELETE /xray/jobs: a job is asked for with a small JSON body, answered with the
+presigned upload at once (202), then read until it is final. The bytes never pass through here."""
+import json
+import re
+from datetime import timedelta
+from typing import Any, Dict, Optional
+
+from chalicelib.errors import InvalidJobRequest, JobNotFound, PayloadTooLarge, UnsupportedImageType
+from chalicelib.imaging.formats import CONTENT_TYPES, media_type
+from chalicelib.jobs import layout
+from chalicelib.jobs.presign import presigned_upload
+from chalicelib.jobs.records import AWAITING_UPLOAD, Job, iso, new_job_id, now
+from chalicelib.jobs.store import JobStore
+from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
+
+EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
+WEBHOOK = re.compile(r"https://[^\s/?#@]+(/[^\s]*)?|http://(localhost|127\.0\.0\.1)(:\d{1,5})?"
+                     r"(/[^\s]*)?")
+FIELDS = ("content_type", "size", "notify")
+
+
+class JobService:
+    def __init__(self, settings: JobSettings, store: JobStore, s3: Any) -> None:
+        self.settings = settings
+        self.store = store
+        self.s3 = s3
+
+    def create(self, body: bytes, base_url: str) -> Dict[str, Any]:
+        request = _json_object(body)
+        content_type = _content_type(request.get("content_type"))
+        size = _size(request.get("size"), self.settings.max_bytes)
+        notify = self._notify(request.get("notify"))
+        job_id = new_job_id()
+        started = now()
+        key = layout.upload_key(job_id)
+        upload = presigned_upload(self.s3, self.settings.bucket, key, content_type, size,
+                                  self.settings.upload_expires_s, started)
+        status_url = f"{base_url}/xray/jobs/{job_id}"
+        job = Job(job_id=job_id, status=AWAITING_UPLOAD, created_at=iso(started),
+                  updated_at=iso(started), content_type=content_type, size=size,
+                  upload_key=key,
+                  expires_at=iso(started + timedelta(seconds=self.settings.upload_expires_s)),
+                  status_url=status_url, notify=notify)
+        self.store.create(job)
+        return {"job_id": job_id, "status": AWAITING_UPLOAD, "upload": upload,
+                "status_url": status_url}
+
+    def status(self, job_id: str) -> Dict[str, Any]:
+        stored = self.store.read(job_id) if layout.valid_job_id(job_id) else None
+        if stored is None:
+            raise _not_found(job_id)
+        return stored.job.view()
+
+    def delete(self, job_id: str) -> None:
+        if not layout.valid_job_id(job_id) or not self.store.delete(job_id):
+            raise _not_found(job_id)
+
+    def _notify(self, raw: Any) -> Optional[Dict[str, str]]:
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or set(raw) - {"email", "webhook"}:
+            raise InvalidJobRequest('"notify" must be an object with "email" and/or "webhook", '
+                                    'e.g. {"email": "you@example.org"}')
+        notify: Dict[str, str] = {}
+        email, webhook = raw.get("email"), raw.get("webhook")
+        if email is not None:
+            if not isinstance(email, str) or not EMAIL.fullmatch(email):
+                raise InvalidJobRequest('"notify.email" must be one e-mail address')
+            if not self.settings.ses_sender:
+                raise InvalidJobRequest(f"This stage sends no e-mail ({SES_SENDER} is not set): "
+                                        'leave out "notify.email", or poll status_url')
+            notify["email"] = email
+        if webhook is not None:
+            if not isinstance(webhook, str) or len(webhook) > 2048 \
+                    or not WEBHOOK.fullmatch(webhook):
+                raise InvalidJobRequest('"notify.webhook" must be an https:// URL (http:// only '
+                                        'for localhost)')
+            if not self.settings.webhook_secret_name:
+                raise InvalidJobRequest(f"This stage sends no webhooks ({WEBHOOK_SECRET_NAME} is "
+                                        'not set): leave out "notify.webhook", or poll '
+                                        "status_url")
+            notify["webhook"] = webhook
+        return notify or None
+
+
+def _json_object(body: bytes) -> Dict[str, Any]:
+    try:
+        request = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidJobRequest('The body must be JSON like {"content_type": '
+                                '"application/dicom", "size": 7200056}') from None
+    if not isinstance(request, dict):
+        raise InvalidJobRequest("The body must be a JSON object")
+    unknown = sorted(set(request) - set(FIELDS))
+    if unknown:
+        raise InvalidJobRequest(f"Unknown field(s) {', '.join(unknown)}; a job takes "
+                                f"{', '.join(FIELDS)}")
+    return request
+
+
+def _content_type(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise InvalidJobRequest('"content_type" is required: the type of the file you will '
+                                f"upload ({', '.join(CONTENT_TYPES)})")
+    content_type = media_type(raw)
+    if content_type not in CONTENT_TYPES:
+        raise UnsupportedImageType(f"Jobs classify {', '.join(CONTENT_TYPES)}; got "
+                                   f"{content_type!r}")
+    return content_type
+
+
+def _size(raw: Any, max_bytes: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        raise InvalidJobRequest('"size" is required: the exact size of the file in bytes')
+    if raw > max_bytes:
+        raise PayloadTooLarge(f"The file is {raw:,} bytes; a job takes at most {max_bytes:,} "
+                              "bytes on this stage")
+    return raw
+
+
+def _not_found(job_id: str) -> JobNotFound:
+    return JobNotFound("No job has this id (it may have expired or been deleted): create one "
+                       "with POST /xray/jobs")

@@ -1,0 +1,188 @@
+"""The job worker: one S3 "Object Created" event in, at most one result out.
+
+S3 delivers events at least once and out of order, so each step is a conditional write: a job
+is claimed by writing its record only if it is unchanged since read (If-Match on its ETag), and
+only for the upload the event names (its ETag); a result is written the same way, and a notice
+only if absent. A duplicate event finds the job claimed or final and changes nothing; a claim
+whose worker died is released by the sweeper (sweeper.py).
+
+Uploads (uploads/<job_id>/image) are classified with the same service as POST /xray, so the
+result is the JSON that route answers for the same bytes. Bucket batch inputs (batch/<name>/
+<file>) are classified into results/<name>/<file>.json, and results/<name>/_summary.json holds
+the counts once no input of the batch is left without a result.
+"""
+import json
+import logging
+from typing import Any, Callable, Dict, List, Optional
+
+from chalicelib.errors import ClientError, ModelUnavailable
+from chalicelib.jobs import layout
+from chalicelib.jobs.events import CreatedObject, created_object
+from chalicelib.jobs.records import FAILED, QUEUED, RUNNING, SUCCEEDED, iso, now
+from chalicelib.jobs.store import JobStore, Stored
+from chalicelib.settings import JobSettings
+
+log = logging.getLogger(__name__)
+
+# (body, content_type, max_bytes) -> the answer of POST /xray; raises what the route raises
+Classify = Callable[[bytes, str, int], Dict[str, Any]]
+BATCH_CONTENT_TYPE = "application/octet-stream"  # the decoder recognises the format itself
+
+
+def internal_error() -> Dict[str, str]:
+    return {"Code": "InternalError",
+            "Message": "The worker failed on this file; create a new job to try again"}
+
+
+class Worker:
+    def __init__(self, settings: JobSettings, store: JobStore, classify: Classify,
+                 ready: Optional[Callable[[], None]] = None) -> None:
+        """ready: waits for the model (raising ModelUnavailable), called once a job is claimed
+        so that queued means "waiting for the model" and running "being classified"."""
+        self.settings = settings
+        self.store = store
+        self.classify = classify
+        self.ready = ready or (lambda: None)
+
+    def handle(self, event: Dict[str, Any]) -> str:
+        """What happened, as a short word for the log line (never a finding or a file name)."""
+        obj = created_object(event)
+        if obj is None or obj.bucket != self.store.bucket:
+            return "ignored"
+        job_id = layout.job_of_upload(obj.key)
+        if job_id is not None:
+            return self.upload(job_id, obj)
+        batch = layout.batch_of(obj.key)
+        if batch is not None:
+            return self.batch_input(*batch, obj)
+        return "ignored"
+
+    # uploads of jobs
+    def upload(self, job_id: str, obj: CreatedObject) -> str:
+        stored = self.store.read(job_id)
+        if stored is None:  # deleted, expired, or never a job: nothing may keep the bytes
+            self.store.delete_object(obj.key)
+            return "orphan"
+        job = stored.job
+        if job.final or job.claimed_at is not None:
+            return "duplicate"
+        claimed = self.store.write(stored, job.moved(
+            QUEUED, attempts=job.attempts + 1, upload_etag=obj.etag, claimed_at=iso(now())))
+        if claimed is None:
+            return "duplicate"  # another delivery claimed it first
+        try:
+            self.ready()
+        except ModelUnavailable:
+            self._release(claimed)
+            raise  # Lambda retries the event; the sweeper requeues it otherwise
+        running = self.store.write(claimed, claimed.job.moved(RUNNING))
+        if running is None:
+            return "deleted"
+        body = self.store.get_bytes(obj.key, obj.etag)
+        if body is None:
+            return self._finish(running, error={
+                "Code": "UploadReplaced",
+                "Message": "The upload changed while it was being read; create a new job"})
+        if len(body) != job.size:
+            return self._finish(running, error={
+                "Code": "UploadSizeMismatch",
+                "Message": f"The job declared {job.size:,} bytes; {len(body):,} arrived"})
+        try:
+            result = self.classify(body, job.content_type, self.settings.max_bytes)
+        except ClientError as error:
+            return self._finish(running, error={"Code": type(error).__name__,
+                                                "Message": str(error)})
+        except ModelUnavailable:
+            self._release(running)
+            raise
+        except Exception as error:  # a bug: the job says so; the log names the type only
+            log.error("job classification failed: %s", type(error).__name__)
+            return self._finish(running, error=internal_error())
+        return self._finish(running, result=result)
+
+    def _release(self, stored: Stored) -> None:
+        """Gives the claim back: the job is queued again, for a retried event or the sweeper."""
+        self.store.write(stored, stored.job.moved(QUEUED, claimed_at=None))
+
+    def _finish(self, stored: Stored, result: Optional[Dict[str, Any]] = None,
+                error: Optional[Dict[str, str]] = None) -> str:
+        job = stored.job
+        final = job.moved(SUCCEEDED if result is not None else FAILED, result=result,
+                          error=error)
+        if self.store.write(stored, final) is None:
+            return "deleted"  # deleted (or expired) while running: the result is dropped
+        if not self.settings.keep_uploads_days:
+            self.store.delete_object(job.upload_key)
+        if job.notify:
+            notice = {"job_id": job.job_id, "status": final.status,
+                      "status_url": job.status_url}
+            self.store.claim(layout.notice_key(job.job_id), json.dumps(notice).encode())
+        return final.status
+
+    # bucket batches
+    def batch_input(self, name: str, file: str, obj: CreatedObject) -> str:
+        key = layout.result_key(name, file)
+        previous = self.store.get_bytes(key)
+        if previous is not None and json.loads(previous).get("source_etag") == obj.etag:
+            return "duplicate"
+        body = self.store.get_bytes(obj.key, obj.etag)
+        if body is None:
+            return "replaced"  # a newer object has its own event
+        record: Dict[str, Any] = {"file": file, "source_etag": obj.etag, "finished_at": ""}
+        try:
+            record["result"] = self.classify(body, BATCH_CONTENT_TYPE, self.settings.max_bytes)
+            record["status"] = SUCCEEDED
+        except ClientError as error:
+            record.update(status=FAILED, error={"Code": type(error).__name__,
+                                                "Message": str(error)})
+        except ModelUnavailable:
+            raise  # retried with the event, or requeued by the sweeper
+        except Exception as error:
+            log.error("batch classification failed: %s", type(error).__name__)
+            record.update(status=FAILED, error=internal_error())
+        record["finished_at"] = iso(now())
+        text = json.dumps(record, separators=(",", ":")).encode()
+        if previous is None:
+            if not self.store.claim(key, text):
+                return "duplicate"
+        else:
+            self.store.put(key, text)
+        if not self.settings.keep_uploads_days:
+            self.store.delete_object(obj.key)
+        self.summarise(name)
+        return str(record["status"])
+
+    def summarise(self, name: str) -> bool:
+        """Writes results/<name>/_summary.json when every input of the batch has a result
+        (each worker writes its result before looking, so the last one always sees all)."""
+        inputs = [k for k in self.store.keys(f"{layout.BATCH}{name}/") if layout.batch_of(k)]
+        results = set(self.store.keys(f"{layout.RESULTS}{name}/"))
+        waiting = [k for k in inputs
+                   if layout.result_key(name, k[len(f"{layout.BATCH}{name}/"):]) not in results]
+        if waiting:
+            return False
+        summary = batch_summary(name, [self.store.get_bytes(k) for k in sorted(results)
+                                       if k != layout.summary_key(name)])
+        self.store.put(layout.summary_key(name), json.dumps(summary, indent=1).encode())
+        return True
+
+
+def batch_summary(name: str, records: List[Optional[bytes]]) -> Dict[str, Any]:
+    counts = {SUCCEEDED: 0, FAILED: 0}
+    positives: Dict[str, int] = {}
+    models = set()
+    for raw in records:
+        if raw is None:
+            continue
+        record = json.loads(raw)
+        counts[record.get("status", FAILED)] = counts.get(record.get("status", FAILED), 0) + 1
+        result = record.get("result") or {}
+        for label in result.get("positive", ()):
+            positives[label] = positives.get(label, 0) + 1
+        if result.get("model"):
+            models.add(f"{result['model'].get('name')} {result['model'].get('version')}")
+    return {"batch": name, "total": sum(counts.values()), **counts,
+            "positives": dict(sorted(positives.items())), "models": sorted(models),
+            "finished_at": iso(now())}
+
+
