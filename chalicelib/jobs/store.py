@@ -2,9 +2,11 @@
 written only if nobody wrote since (If-Match), or only if absent (If-None-Match: *). A lost
 race is a normal answer (None/False), never an exception: the caller re-reads or steps aside.
 S3 gives these conditional writes since 2024; moto 5.2.5 honours both headers."""
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Tuple
 
+from chalicelib.errors import JobsUnavailable
 from chalicelib.jobs import layout
 from chalicelib.jobs.records import Job
 
@@ -16,6 +18,23 @@ LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "4
 class Stored:
     job: Job
     etag: str
+
+
+@contextlib.contextmanager
+def reachable(bucket: str) -> Iterator[None]:
+    """S3 failures that are not the request's fault (no credentials, no such bucket, access
+    denied, no network) as JobsUnavailable, a JSON 503 that names the bucket, never a 500."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    try:
+        yield
+    except ClientError as error:
+        raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be used "
+                              f"({_code(error) or 'error'}): check XRAY_JOBS_BUCKET and the "
+                              "function's role") from None
+    except BotoCoreError as error:
+        raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be reached "
+                              f"({type(error).__name__}): check XRAY_JOBS_BUCKET, the "
+                              "credentials and the network (locally, run scripts/serve)") from None
 
 
 def _code(error: Exception) -> str:
