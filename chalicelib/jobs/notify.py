@@ -15,8 +15,8 @@ never the address, and of a webhook URL its host only.
 
 Webhooks follow Standard Webhooks (https://www.standardwebhooks.com): the headers webhook-id,
 webhook-timestamp and webhook-signature, an HMAC-SHA256 of "<id>.<timestamp>.<body>" keyed with
-the bytes of the stage's whsec_<base64> secret (Secrets Manager). sign() and verify() are the
-two halves; verify() is what a receiver runs (the README's example does the same)."""
+the bytes of the stage's whsec_<base64> secret (an SSM SecureString parameter). sign() and
+verify() are the two halves; verify() is what a receiver runs (as the README's example does)."""
 import base64
 import binascii
 import hashlib
@@ -52,7 +52,7 @@ TIMEOUT_S = 10.0            # per attempt (urllib applies it to the connect and 
 BACKOFF_S = (1, 2, 4, 8)    # the pauses between the attempts
 ATTEMPTS = len(BACKOFF_S) + 1
 # The longest a webhook can take: the notifier function's timeout must exceed it (with room
-# for S3, Secrets Manager and SES).
+# for S3, SSM and SES).
 WEBHOOK_WORST_CASE_S = ATTEMPTS * TIMEOUT_S + sum(BACKOFF_S)
 TOLERANCE_S = 300           # verify(): how far a timestamp may be from now (the spec's 5 min)
 USER_AGENT = "chest-xray-notifier"
@@ -241,15 +241,22 @@ def verify(secret: str, msg_id: str, timestamp: str, body: bytes, signature_head
                for candidate in (signature_header or "").split())
 
 
+def create_command(name: str) -> str:
+    """How an operator makes the secret (a SecureString parameter: free, unlike a Secrets
+    Manager secret, which would be the stage's only idle cost)."""
+    return (f"aws ssm put-parameter --name {name} --type SecureString "
+            f"--value whsec_$(openssl rand -base64 32)")
+
+
 def webhook_secret(secrets: Any, name: str) -> str:
-    """The stage's Standard Webhooks secret, read from Secrets Manager and checked."""
-    how = (f"create it with: aws secretsmanager create-secret --name {name} "
-           f"--secret-string whsec_$(openssl rand -base64 32)")
+    """The stage's Standard Webhooks secret, read from SSM Parameter Store (a SecureString,
+    decrypted with the account's aws/ssm key) and checked. secrets: an SSM client."""
+    how = f"create it with: {create_command(name)}"
     try:
         if secrets is None:
             from chalicelib.jobs.clients import client
-            secrets = client("secretsmanager")
-        value = secrets.get_secret_value(SecretId=name).get("SecretString")
+            secrets = client("ssm")
+        value = secrets.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except Exception as error:
         code = _code(error) or type(error).__name__
         raise NotifierMisconfigured(f"The webhook secret {name} ({WEBHOOK_SECRET_NAME}) cannot "

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.aws_emulator
 
 BUCKET = "xray-jobs-notify-test"
 SENDER = "noreply@xray.example.org"
-SECRET_NAME = "xray/test/webhook"
+SECRET_NAME = "/xray/test/webhook"
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 API = "https://api.example.org/v1"
 # What the job's result holds and no notification may carry
@@ -44,7 +44,7 @@ def aws():
     with local_aws() as aws:
         aws.client("s3").create_bucket(Bucket=BUCKET)
         aws.client("ses").verify_email_identity(EmailAddress=SENDER)
-        aws.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET)
+        aws.client("ssm").put_parameter(Name=SECRET_NAME, Value=SECRET, Type="SecureString")
         yield aws
 
 
@@ -232,7 +232,7 @@ def test_a_failed_job_is_notified_with_its_status_and_no_error_text(aws, store):
 
 
 def secrets_client(aws) -> Any:
-    return aws.client("secretsmanager")
+    return aws.client("ssm")
 
 
 def test_a_webhook_that_keeps_failing_raises_and_its_retry_delivers(aws, store, capsys):
@@ -302,16 +302,16 @@ def test_a_retry_after_429_succeeds(aws, store):
 
 
 @pytest.mark.parametrize("name, value, says", [
-    ("xray/test/absent", None, r"cannot be read \(ResourceNotFoundException\)"),
-    ("xray/test/plain", "hunter2-not-a-webhook-secret", "starts with whsec_"),
-    ("xray/test/not-base64", "whsec_***not base64***", "must be base64"),
-    ("xray/test/short", "whsec_" + base64.b64encode(b"12345678").decode(),
+    ("/xray/test/absent", None, r"cannot be read \(ParameterNotFound\)"),
+    ("/xray/test/plain", "hunter2-not-a-webhook-secret", "starts with whsec_"),
+    ("/xray/test/not-base64", "whsec_***not base64***", "must be base64"),
+    ("/xray/test/short", "whsec_" + base64.b64encode(b"12345678").decode(),
      "at least 24 random bytes, it holds 8"),
 ])
 def test_a_secret_that_cannot_sign_is_a_clear_error_and_claims_nothing(aws, store, name, value,
                                                                       says):
     if value is not None:
-        aws.client("secretsmanager").create_secret(Name=name, SecretString=value)
+        aws.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString")
     with Receiver([]).running() as receiver:
         job = final_job(store, {"webhook": receiver.url})
         with pytest.raises(NotifierMisconfigured, match=says) as raised:
@@ -319,7 +319,8 @@ def test_a_secret_that_cannot_sign_is_a_clear_error_and_claims_nothing(aws, stor
                           secrets=secrets_client(aws), sleep=Pauses())
     message = str(raised.value)
     assert name in message and "XRAY_WEBHOOK_SECRET_NAME" in message
-    assert "aws secretsmanager create-secret" in message and "openssl rand -base64 32" in message
+    assert "aws ssm put-parameter" in message and "SecureString" in message
+    assert "openssl rand -base64 32" in message
     if value is not None:
         assert value not in message
     assert receiver.deliveries == []
