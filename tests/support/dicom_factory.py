@@ -40,8 +40,8 @@ def make_dicom(pixels: Optional[np.ndarray], photometric: str = "MONOCHROME2",
 
 def decompressed(path) -> bytes:
     """The DICOM file at `path` with its pixel data decoded and stored uncompressed (Explicit VR
-    Little Endian), header kept: the shared RG1 JPEG 2000 chest becomes a ~7 MB file, over what
-    the synchronous route takes (pydicom decodes it with Pillow's OpenJPEG)."""
+    Little Endian), header kept: the shared RG1 JPEG 2000 chest becomes a file over what the
+    synchronous route takes (pydicom decodes it with Pillow's OpenJPEG)."""
     import pydicom
     ds = pydicom.dcmread(path)
     ds.decompress()
