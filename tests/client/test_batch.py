@@ -6,8 +6,10 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -364,3 +366,34 @@ def test_one_batch_per_results_folder(tmp_path):
     assert (tmp_path / "out" / LOCK_NAME).exists()
     with Results(tmp_path / "out"):   # released
         pass
+
+
+def test_ctrl_c_keeps_what_was_learnt_and_the_rerun_polls_instead_of_resending(tmp_path):
+    """SIGINT while a job runs: exit 130, the job's line says timeout (with its id), files not
+    started have no line, and the next run polls that job rather than uploading it again."""
+    for name in ("a.png", "b.png", "c.png"):
+        (tmp_path / name).write_bytes(b"\x89PNG " + name.encode())
+    with fake_api(finishing=False) as api:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "client", "batch", str(tmp_path), "--api", api.url,
+             "--parallel", "1"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            give_up = time.monotonic() + 120        # not an assertion: a hung child ends
+            while api.polls < 2 and process.poll() is None and time.monotonic() < give_up:
+                time.sleep(0.05)                    # a.png is uploaded and running
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        assert process.returncode == 130, stderr
+        assert "1 still running (a re-run polls them)" in stdout
+        assert "not started (interrupted)" in stdout
+        [line] = lines_of(tmp_path / "xray-results")
+        assert (line["file"], line["status"]) == ("a.png", "timeout")
+
+        api.finishing = True
+        code, stdout, _ = run(tmp_path, api.url)
+    assert code == 0 and len(api.uploads) == 3          # a.png was not uploaded twice
+    assert "3 succeeded (0 already done, 2 sent)" in stdout
