@@ -4,7 +4,8 @@ time, into OUT/results.jsonl and OUT/summary.csv (client/results.py).
 Resumable by content: a file whose sha256 already has a succeeded line is not sent again (a
 renamed or copied file gets that line under its new name), a file whose job was still running
 when the last run stopped waiting is polled rather than resent, and everything else (failures
-included) is sent again. Two identical files of one run are sent once.
+included) is sent again. Two identical files of one run are sent once. Only lines of the same
+--api count: another stage (another model, perhaps) answers afresh.
 
 Nothing here prints a finding: stdout gets the final counts only (client/cli.py), stderr the
 progress bars and, for a file that failed, its path and the server's Code and Message."""
@@ -35,7 +36,6 @@ class Counts:
     failed: int = 0
     still_running: int = 0
     skipped: int = 0            # files that are not images
-    skipped_files: List[str] = field(default_factory=list)
 
     @property
     def all_succeeded(self) -> bool:
@@ -62,7 +62,7 @@ class Batch:
         self.progress = progress
         self.err = err
         self.counts = Counts()
-        self._bar_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._upload_bar: Optional[tqdm] = None
 
     @property
@@ -72,7 +72,6 @@ class Batch:
     def run(self) -> Counts:
         images, skipped = discover(self.folder, exclude=self.results.out)
         self.counts.images, self.counts.skipped = len(images), len(skipped)
-        self.counts.skipped_files = skipped
         previous = self.results.load()
         if self.results.unreadable:
             self._say(f"{self.results.path}: {self.results.unreadable} unreadable line(s) "
@@ -103,6 +102,8 @@ class Batch:
         done: Dict[str, Dict[str, Any]] = {}
         pending: Dict[str, Dict[str, Any]] = {}
         for line in previous.values():
+            if line.get("api") != self.jobs.api_url:   # another stage's answers: not reused
+                continue
             if line.get("status") == SUCCEEDED and "result" in line:
                 done.setdefault(line["sha256"], line)
             elif line.get("status") == TIMEOUT and line.get("status_url"):
@@ -110,9 +111,7 @@ class Batch:
         tasks: Dict[str, Task] = {}
         for image, digest in zip(images, hashes):
             if isinstance(digest, OSError):
-                self._record(_unreadable({"file": image.relative, "sha256": None,
-                                          "size": image.size, "job_id": None,
-                                          "status_url": None}, digest))
+                self._record(_unreadable(self._line(image, None), digest))
             elif digest in done:
                 self.counts.already_done += 1
                 self.counts.succeeded += 1
@@ -161,8 +160,7 @@ class Batch:
     def _process(self, task: Task) -> Optional[Dict[str, Any]]:
         if self.stop.is_set():
             return None
-        line: Dict[str, Any] = {"file": task.image.relative, "sha256": task.sha256,
-                                "size": task.image.size, "job_id": None, "status_url": None}
+        line = self._line(task.image, task.sha256)
         try:
             return self._sent(task, line)
         except OSError as error:   # unreadable, or changed while being sent
@@ -188,12 +186,16 @@ class Batch:
             self.jobs.upload(answer["upload"], image.path, image.content_type, self._uploaded)
         except Refused as error:
             return _failed(line, error)
-        with self._bar_lock:
+        with self._lock:
             self.counts.sent += 1
         try:
             return self._waited(line)
         except Refused as error:
             return _failed(line, error)
+
+    def _line(self, image: ImageFile, sha256: Optional[str]) -> Dict[str, Any]:
+        return {"file": image.relative, "sha256": sha256, "size": image.size,
+                "api": self.jobs.api_url, "job_id": None, "status_url": None}
 
     def _waited(self, line: Dict[str, Any]) -> Dict[str, Any]:
         try:
@@ -211,7 +213,7 @@ class Batch:
     def _record(self, line: Dict[str, Any]) -> None:
         self.results.append(line)
         status = line["status"]
-        with self._bar_lock:
+        with self._lock:
             if status == SUCCEEDED:
                 self.counts.succeeded += 1
             elif status == TIMEOUT:
@@ -225,12 +227,12 @@ class Batch:
 
     def _uploaded(self, n: int) -> None:
         if self._upload_bar is not None:
-            with self._bar_lock:
+            with self._lock:
                 self._upload_bar.update(n)
 
     def _grow_upload_bar(self, n: int) -> None:
         if self._upload_bar is not None:
-            with self._bar_lock:
+            with self._lock:
                 self._upload_bar.total += n
                 self._upload_bar.refresh()
 

@@ -1,12 +1,13 @@
 """OUT/results.jsonl and OUT/summary.csv: what a batch found, and what makes it resumable.
 
 results.jsonl holds one JSON line per file: {"file" (relative to the folder), "sha256",
-"size", "job_id", "status", "status_url", "finished_at"} plus "result" (exactly what POST /xray
-answers) when succeeded or "error" ({"Code", "Message"}) otherwise. While a batch runs, each
-outcome is appended (flushed and synced) the moment it is known, so an interrupted run keeps
-everything it learnt. At the end the file is rewritten, atomically (a temporary file renamed
-over it), to the latest line of each file, earlier runs' files included: nothing already known
-is lost, and a reader never sees half a file. summary.csv is made from it the same way.
+"size", "api" (the --api it was sent to), "job_id", "status", "status_url", "finished_at"}
+plus "result" (exactly what POST /xray answers) when succeeded, or "error" ({"Code",
+"Message"}) otherwise. While a batch runs, each outcome is appended (flushed and synced) the
+moment it is known, so an interrupted run keeps everything it learnt. At the end the file is
+rewritten, atomically (a temporary file renamed over it), to the latest line of each file,
+earlier runs' files included: nothing already known is lost, and a reader never sees half a
+file. summary.csv is made from it the same way.
 
 Statuses: the job's own (succeeded, failed, expired), or "timeout" for a job still running when
 the client stopped waiting (a re-run polls it again), or "failed" for a file the API or S3

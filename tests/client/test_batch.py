@@ -397,3 +397,15 @@ def test_ctrl_c_keeps_what_was_learnt_and_the_rerun_polls_instead_of_resending(t
         code, stdout, _ = run(tmp_path, api.url)
     assert code == 0 and len(api.uploads) == 3          # a.png was not uploaded twice
     assert "3 succeeded (0 already done, 2 sent)" in stdout
+
+
+def test_answers_of_another_api_are_kept_but_not_reused(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"\x89PNG a")
+    with fake_api() as dev, fake_api() as prod:
+        run(tmp_path, dev.url)
+        [from_dev] = lines_of(tmp_path / "xray-results")
+        assert from_dev["api"] == dev.url
+        code, stdout, _ = run(tmp_path, prod.url)
+    assert code == 0 and len(prod.creates) == 1          # another stage answers afresh
+    [line] = lines_of(tmp_path / "xray-results")
+    assert line["api"] == prod.url and line["job_id"] != from_dev["job_id"]
