@@ -224,6 +224,7 @@ def job_worker(event):
     from chalicelib.observability.logging import logger
     outcome = get_worker(event.context).handle(event.to_dict())
     logger.info("job event", extra={"event": "job", "outcome": outcome})
+    return {"outcome": outcome}
 
 
 @app.on_cw_event(notifier_pattern(get_settings().jobs.bucket), name="job_notifier")

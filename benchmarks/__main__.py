@@ -8,6 +8,9 @@ their tables and writes build/benchmarks/<name>.json.
                  torch.export, onnxruntime) at 1 and 2 CPUs
     load         locust against a fresh `chalice local`: requests/s, p50/p95/p99 and failures
                  per format, the model loaded once
+    jobs         the upload-jobs path on scripts/serve (chalice local, moto, the relay): a 7 MB
+                 DICOM from upload to result, split into upload, event, model wait and
+                 classification, beside POST /xray for the same radiograph
     faults       the model-store fault table: each broken store's answer, /health, time to
                  answer and recovery without a restart (correctness, not speed)
 
@@ -22,13 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, faults, load, warm
+from benchmarks import candidates, cold_start_cli, faults, jobs, load, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
 BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
-              "load": load, "faults": faults}
+              "load": load, "jobs": jobs, "faults": faults}
 
 
 def main(argv=None) -> None:

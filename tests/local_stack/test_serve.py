@@ -1,0 +1,129 @@
+"""scripts/serve as the README runs it: the jobs flow on loopback with no AWS account. A job is
+asked for, uploaded with a plain multipart POST to the loopback URL it names, and read until it
+is final; its result is the synchronous route's for the same bytes. Stopping scripts/serve
+stops everything it started."""
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from benchmarks.local_server import descendants
+from tests.support.fixtures import PNG_CARDIOMEGALY, dicom_over_the_sync_limit
+from tests.support.serving import local_server, serving
+
+pytestmark = pytest.mark.server
+
+FINAL = ("succeeded", "failed", "expired")
+WAIT_S = 300  # a bound so that a broken stack fails the test instead of hanging it
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with local_server(log, PYTHONUNBUFFERED="1") as (base, pid):
+        yield base, log
+
+
+def run_job(base: str, body: bytes, content_type: str) -> tuple:
+    """(the job's answer to POST /xray/jobs, its final status)."""
+    created = requests.post(f"{base}/xray/jobs", json={"content_type": content_type,
+                                                       "size": len(body)}, timeout=30)
+    assert created.status_code == 202, created.text
+    job = created.json()
+    upload = job["upload"]
+    assert upload["url"].startswith("http://127.0.0.1:") and upload["method"] == "POST"
+    sent = requests.post(upload["url"], data=upload["fields"],
+                         files={"file": ("image", body, content_type)}, timeout=60)
+    assert sent.status_code == 204, sent.text
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        status = requests.get(job["status_url"], timeout=30).json()
+        if status["status"] in FINAL or time.monotonic() > deadline:
+            return job, status
+        time.sleep(0.1)
+
+
+def findings(answer: dict) -> dict:
+    return {f["label"]: f["probability"] for f in answer["findings"]}
+
+
+def assert_same_classification(job_result: dict, sync: dict) -> None:
+    # another process: thread counts may differ, and with them the last bits of a sum
+    assert job_result["model"] == sync["model"] and job_result["image"] == sync["image"]
+    assert [f["label"] for f in job_result["findings"]] == [f["label"] for f in sync["findings"]]
+    assert job_result["positive"] == sync["positive"]
+    got, expected = findings(job_result), findings(sync)
+    assert max(abs(got[k] - expected[k]) for k in got) <= 1e-5
+
+
+def relay_lines(log: Path) -> list:
+    return [line for line in log.read_text().splitlines()
+            if line.startswith("local-stack: job_")]
+
+
+def test_a_png_job_succeeds_with_the_findings_post_xray_answers(served):
+    base, log = served
+    body = PNG_CARDIOMEGALY.read_bytes()
+    job, status = run_job(base, body, "image/png")
+    sync = requests.post(f"{base}/xray", data=body, headers={"Content-Type": "image/png"},
+                         timeout=120)
+    assert sync.status_code == 200
+    assert status["status"] == "succeeded", status
+    assert set(status) == {"job_id", "status", "created_at", "updated_at", "result"}
+    assert_same_classification(status["result"], sync.json())
+    # the relay said what happened, and nothing of the job but its outcome
+    lines = relay_lines(log)
+    assert any(line.startswith("local-stack: job_worker upload -> succeeded in ")
+               for line in lines)
+    assert not any(job["job_id"] in line or "uploads/" in line for line in lines)
+
+
+def test_a_7mb_dicom_is_413_on_post_xray_and_classified_through_a_job(served, demo_store):
+    base, _ = served
+    body = dicom_over_the_sync_limit()
+    assert 6_000_000 < len(body) < 8_000_000
+    refused = requests.post(f"{base}/xray", data=body,
+                            headers={"Content-Type": "application/dicom"}, timeout=120)
+    assert refused.status_code == 413 and refused.json()["Code"] == "PayloadTooLarge"
+    _, status = run_job(base, body, "application/dicom")
+    assert status["status"] == "succeeded", status
+    assert status["result"]["image"]["width"] == 1841
+    # what the synchronous route answers for these bytes where its limit allows them
+    with serving(demo_store, XRAY_MAX_UPLOAD_BYTES=str(10 * 1024 * 1024)) as client:
+        direct = client.http.post("/xray", headers={"Content-Type": "application/dicom"},
+                                  body=body)
+    assert direct.status_code == 200
+    assert_same_classification(status["result"], json.loads(direct.body))
+
+
+def refuses(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_stopping_scripts_serve_leaves_no_process_and_no_listening_port(tmp_path):
+    log = tmp_path / "serve.log"
+    with local_server(log, PYTHONUNBUFFERED="1") as (base, chalice_pid):
+        supervisor = int(Path(f"/proc/{chalice_pid}/stat").read_text().rsplit(")", 1)[1]
+                         .split()[1])
+        started = descendants(supervisor)
+        job, status = run_job(base, PNG_CARDIOMEGALY.read_bytes(), "image/png")
+        assert status["status"] == "succeeded"
+        ports = {"chalice local": int(base.rsplit(":", 1)[1]),
+                 "moto": int(job["upload"]["url"].split(":")[2].split("/")[0])}
+        assert not any(refuses(port) for port in ports.values())
+    assert chalice_pid in started
+    # every process it started is gone (reaped, not a zombie), and both ports refuse
+    assert [pid for pid in [supervisor, *started] if os.path.exists(f"/proc/{pid}")] == []
+    assert {name: refuses(port) for name, port in ports.items()} == {
+        "chalice local": True, "moto": True}
+    said = log.read_text()
+    assert "local-stack: SIGTERM: stopping chalice local, the relay and moto" in said
+    assert said.rstrip().endswith("local-stack: stopped")
