@@ -225,8 +225,12 @@ def efs_loader(event, context):
 def job_worker(event):
     """Classifies an uploaded job (or a bucket batch input); in the VPC, beside EFS."""
     from chalicelib.observability.logging import logger
+    # Chalice sets app.lambda_context for HTTP requests only; the worker's wait for the model
+    # reads the function's deadline from it
+    app.lambda_context = event.context
     outcome = get_worker().handle(event.to_dict())
     logger.info("job event", extra={"event": "job", "outcome": outcome})
+    return {"outcome": outcome}
 
 
 @app.on_cw_event(notifier_pattern(get_settings().jobs.bucket), name="job_notifier")
