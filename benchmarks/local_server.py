@@ -1,6 +1,7 @@
-"""`scripts/serve` (the README's `chalice local`) as a child process on a free loopback port,
-for the load benchmark and the tests that need the real server: one copy of how it is started,
-waited for and stopped (by its PID, never by name)."""
+"""`scripts/serve` (the README's one command: `chalice local` and the local AWS stand-in around
+it, local_stack/) as a child process on a free loopback port, for the benchmarks and the tests
+that need the real server: one copy of how it is started, waited for and stopped (by its PID,
+never by name)."""
 import contextlib
 import os
 import socket
@@ -22,12 +23,13 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def local_server(log_path: Path, **env: str) -> Iterator[Tuple[str, int]]:
-    """`scripts/serve --no-autoreload` on a free port: yields (base URL, PID) once /health
-    answers (which loads no model), and stops the server by its PID. Its output goes to
-    log_path. Hermetic: the local store scripts/setup made (efs-local/), whatever XRAY_* this
-    process inherited, plus `env`."""
-    with _started([str(REPO / "scripts" / "serve")], log_path, env) as served:
-        yield served
+    """`scripts/serve --no-autoreload` on a free port: yields (base URL, PID of the `chalice
+    local` that answers HTTP) once /health answers (which loads no model), and stops
+    scripts/serve by its PID (which stops all it started). Its output goes to log_path.
+    Hermetic: the local store scripts/setup made (efs-local/), whatever XRAY_* this process
+    inherited, plus `env`."""
+    with _started([str(REPO / "scripts" / "serve")], log_path, env) as (base, pid):
+        yield base, serving_pid(pid)
 
 
 @contextlib.contextmanager
@@ -65,3 +67,42 @@ def _started(command: List[str], log_path: Path,
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def children(pid: int) -> List[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def descendants(pid: int) -> List[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def serving_pid(pid: int) -> int:
+    """The `chalice local` among the descendants of scripts/serve's process (which is the
+    local stack's supervisor), the innermost under autoreload; `pid` itself when there is none
+    (plain chalice local)."""
+    found = pid
+    for candidate in descendants(pid):
+        try:
+            command = (Path("/proc") / str(candidate) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"chalice") for part in command) and b"local" in command:
+            found = candidate
+    return found

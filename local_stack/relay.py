@@ -88,16 +88,19 @@ def scheduled_event(rule_name: str) -> Dict[str, Any]:
 
 class Relay:
     def __init__(self, sqs: Any, handlers: Dict[str, Callable[[Any, Any], Any]],
-                 functions: Dict[str, Function], queues: Dict[str, str], sweep_minutes: int,
-                 say: Callable[[str], None]) -> None:
+                 functions: Dict[str, Function], queues: Dict[str, str], sweep_minutes: float,
+                 say: Callable[[str], None],
+                 retry_delays_s: Tuple[int, ...] = RETRY_DELAYS_S) -> None:
         """handlers: function name -> app.py's handler (app.job_worker, ...); queues: function
-        name -> the URL of its queue; say: prints one line."""
+        name -> the URL of its queue; say: prints one line; retry_delays_s: the pause before
+        each further attempt of a failed event."""
         self.sqs = sqs
         self.handlers = handlers
         self.functions = functions
         self.queues = queues
         self.sweep_minutes = sweep_minutes
         self.say = say
+        self.retry_delays_s = retry_delays_s
         self.stopping = threading.Event()
         self.threads: List[threading.Thread] = []
         self._missing: Set[str] = set()
@@ -160,7 +163,7 @@ class Relay:
             line += f" (attempt {attempt} of {MAX_ATTEMPTS}: dropped; the sweeper recovers it)"
             self._delete(url, message)
         else:
-            delay = RETRY_DELAYS_S[min(attempt, len(RETRY_DELAYS_S)) - 1]
+            delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s)) - 1]
             line += f" (attempt {attempt} of {MAX_ATTEMPTS}: again in {delay} s)"
             self.sqs.change_message_visibility(QueueUrl=url,
                                                ReceiptHandle=message["ReceiptHandle"],

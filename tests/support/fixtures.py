@@ -2,7 +2,7 @@
 and small helpers around them."""
 from pathlib import Path
 
-from benchmarks.samples import jpeg_of  # noqa: F401 (the tests' name)
+from benchmarks.samples import jpeg_of, large_dicom  # noqa: F401 (the tests' names)
 from chalicelib.settings import PROJECT_ROOT
 
 REPO = PROJECT_ROOT
@@ -23,3 +23,7 @@ def fixture_id(path: Path) -> str:
     return path.stem[:40]
 
 
+def dicom_over_the_sync_limit() -> bytes:
+    """The shared RG1 JPEG 2000 chest, decoded and stored uncompressed: about 7 MB, too large for
+    POST /xray, the jobs path's case."""
+    return large_dicom(FIXTURES)
