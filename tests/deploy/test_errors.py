@@ -62,7 +62,8 @@ def test_subnets_without_security_groups_are_refused(project, aws, network):
 
 
 def test_a_mount_path_outside_mnt_is_refused(project, aws, network):
-    set_stage(project, "dev", **user_values(network), environment_variables={
+    set_stage(project, "dev", **user_values(network))
+    set_stage(project, "dev", environment_variables={
         "XRAY_EFS_ROOT": "/efs/xray", "XRAY_PACKAGES_PATH": "/efs/xray/packages",
         "XRAY_MODEL_PATH": "/efs/xray/models/current"})
     refused(project, aws, "environment_variables.XRAY_EFS_ROOT", "/mnt/")

@@ -63,6 +63,7 @@ class UserNetwork:
     file_system_id: str
     access_point_arn: str
     upload_bucket: str
+    jobs_bucket: str  # a name only: the deploy creates the bucket
 
 
 def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = True,
@@ -71,7 +72,8 @@ def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = Tru
     """VPC, two subnets in two zones, a security group for the function, one for the mount
     targets letting NFS in from it, an EFS file system with a mount target per subnet and an
     access point rooted at /xray, a private upload bucket and an S3 gateway endpoint on the
-    VPC's main route table — the docs' 'create first' list."""
+    VPC's main route table — the docs' 'create first' list. The jobs bucket is only named:
+    the deploy creates it."""
     ec2, efs = aws.client("ec2", region), aws.client("efs", region)
     vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
     prefix = cidr.split(".")[:2]
@@ -108,4 +110,5 @@ def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = Tru
             {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
         ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.s3",
                                 VpcEndpointType="Gateway", RouteTableIds=[main["RouteTableId"]])
-    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point, bucket)
+    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point, bucket,
+                       jobs_bucket=f"{name}-jobs-{vpc.split('-')[1]}")
