@@ -21,6 +21,8 @@ class LocalAws:
     endpoint: str
     update_requests: List[Dict[str, Any]] = field(default_factory=list)
     apigateway_calls: List[str] = field(default_factory=list)  # write operations, in order
+    # EventBridge's deliveries to Lambda targets (moto cannot run them): rule, function, event
+    lambda_events: List[Dict[str, Any]] = field(default_factory=list)
 
     def env(self, region: str = REGION) -> Dict[str, str]:
         """What a deploy subprocess needs to talk to this server and only to it."""
@@ -41,7 +43,7 @@ def local_aws() -> Iterator[LocalAws]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
     aws = LocalAws(endpoint=f"http://127.0.0.1:{port}")
-    with moto_shim(aws.update_requests, aws.apigateway_calls):
+    with moto_shim(aws.update_requests, aws.apigateway_calls, aws.lambda_events):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         # moto's backends live in this process and outlive a server: start from an empty account
