@@ -1,11 +1,20 @@
 """The jobs path's account checks (deploy/aws_checks.py), in process against moto: the SES
-sender's verification and the webhook secret. The real command refuses both in test_errors.py."""
+sender's verification and the webhook secret (the real command refuses both in
+test_errors.py); and the read-back of the rules after `chalice deploy` (deploy/triggers.py)."""
+import json
+import shutil
+
 import boto3
 import pytest
 from moto import mock_aws
 
+from chalicelib.jobs.events import notifier_pattern, worker_pattern
 from deploy.aws_checks import check_ses_sender, check_webhook_secret
 from deploy.errors import DeployError
+from deploy.settings import load_stage
+from deploy.triggers import check_triggers
+from tests.support.packaging import USER_VALUES
+from tests.support.project import REPO, set_stage
 
 REGION = "eu-west-1"
 SENDER = "xray@example.org"
@@ -54,3 +63,35 @@ def test_the_webhook_secret_must_exist_and_not_be_scheduled_for_deletion(aws):
     secrets.delete_secret(SecretId="hooks", RecoveryWindowInDays=7)
     with pytest.raises(DeployError, match="scheduled for deletion.*restore-secret"):
         check_webhook_secret(secrets, "prod", "hooks", REGION)
+
+
+def test_the_rule_read_back_refuses_another_buckets_pattern_a_disabled_rule_a_lost_target(
+        aws, tmp_path):
+    (tmp_path / ".chalice").mkdir()
+    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
+    set_stage(tmp_path, "prod", **USER_VALUES)
+    settings = load_stage(tmp_path, "prod")
+    events = aws("events")
+    arn = "arn:aws:lambda:eu-west-1:123456789012:function:chest-xray-prod-"
+    arns = {n: arn + n for n in ("job_worker", "job_notifier", "job_sweeper")}
+    rules = {n: f"chest-xray-prod-{n}-event" for n in arns}
+    for name, rule in rules.items():
+        kind = {"ScheduleExpression": "rate(10 minutes)"} if name == "job_sweeper" else {
+            "EventPattern": json.dumps((worker_pattern if name == "job_worker"
+                                        else notifier_pattern)(settings.jobs_bucket))}
+        events.put_rule(Name=rule, **kind)
+        events.put_targets(Rule=rule, Targets=[{"Id": "1", "Arn": arns[name]}])
+    check_triggers(events, settings, rules, arns)  # as chalice deploy makes them
+    events.put_rule(Name=rules["job_worker"],
+                    EventPattern=json.dumps(worker_pattern("another-bucket")))
+    with pytest.raises(DeployError, match="holds .*another-bucket.*not the stage's"):
+        check_triggers(events, settings, rules, arns)
+    events.put_rule(Name=rules["job_worker"],
+                    EventPattern=json.dumps(worker_pattern(settings.jobs_bucket)))
+    events.disable_rule(Name=rules["job_notifier"])
+    with pytest.raises(DeployError, match="is DISABLED: enable it"):
+        check_triggers(events, settings, rules, arns)
+    events.enable_rule(Name=rules["job_notifier"])
+    events.remove_targets(Rule=rules["job_sweeper"], Ids=["1"])
+    with pytest.raises(DeployError, match="does not target .*job_sweeper"):
+        check_triggers(events, settings, rules, arns)

@@ -5,6 +5,7 @@ notifier and the sweeper outside it, and the jobs bucket the stack creates with 
 Then the rule CloudFormation would make from it, put into moto's EventBridge with an SQS target,
 receives the event moto's S3 emits for an upload, and nothing for a key the worker ignores."""
 import json
+import re
 
 import boto3
 import pytest
@@ -159,3 +160,30 @@ def test_the_templates_rules_match_the_events_moto_s3_emits_for_job_keys_only(pl
             received[name] = [created_object(json.loads(m["Body"])).key for m in messages]
     assert received == {"JobWorker": [layout.upload_key(job_id), "batch/ward-7/a.dcm"],
                         "JobNotifier": [layout.notice_key(job_id)]}
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda r: r["JobWorker"]["Properties"]["Events"]["JobWorkerEvent"]["Properties"][
+        "Pattern"]["detail"]["bucket"].update(name=["another-bucket"]),
+     "JobWorker (job_worker) the CloudWatchEvent events"),
+    (lambda r: r["JobSweeper"]["Properties"]["Events"]["JobSweeperEvent"]["Properties"].update(
+        Schedule="rate(1 minute)"), "JobSweeper (job_sweeper) the Schedule events"),
+    (lambda r: r["JobNotifier"]["Properties"].update(VpcConfig={"SubnetIds": ["subnet-1"]}),
+     "JobNotifier (job_notifier) is in a VPC"),
+    (lambda r: r["JobWorker"]["Properties"].pop("FileSystemConfigs"),
+     "no AWS::Serverless::Function JobWorker for job_worker"),
+    (lambda r: r.pop("XrayJobsBucket"), f"no AWS::S3::Bucket XrayJobsBucket named {BUCKET}"),
+])
+def test_a_template_whose_triggers_or_bucket_are_not_the_stages_is_refused(package_dir,
+                                                                            breakage, message):
+    import copy
+
+    from deploy.errors import DeployError
+    from deploy.package import check_merged
+    settings = load_stage(package_dir.parent / "project", "prod")
+    template = json.loads((package_dir / "sam.json").read_text())
+    check_merged(settings, template)  # the real output passes
+    broken = copy.deepcopy(template)
+    breakage(broken["Resources"])
+    with pytest.raises(DeployError, match=re.escape(message)):
+        check_merged(settings, broken)
