@@ -272,26 +272,24 @@ def check_ses_sender(ses: Any, stage: str, sender: str, region: str) -> str:
         f"--domain {domain}; or leave {ENV_SES_SENDER} empty for no e-mail.")
 
 
-def check_webhook_secret(secrets: Any, stage: str, name: str, region: str) -> str:
-    """The notifier signs webhooks with the secret XRAY_WEBHOOK_SECRET_NAME names: it must
-    exist (and not be scheduled for deletion) in the functions' region. Its value is never read
-    here. Returns the secret's ARN."""
+def check_webhook_secret(ssm: Any, stage: str, name: str, region: str) -> str:
+    """The notifier signs webhooks with the SSM parameter XRAY_WEBHOOK_SECRET_NAME names: it
+    must exist in the functions' region as a SecureString (a plain String would show the secret
+    to anyone who may list parameters). Its value is never read here. Returns its name."""
     config_key = key(stage, f"environment_variables.{ENV_WEBHOOK_SECRET}")
-    create = (f"aws secretsmanager create-secret --region {region} --name {name} "
-              "--secret-string \"whsec_$(openssl rand -base64 32)\"")
-    try:
-        found = secrets.describe_secret(SecretId=name)
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ResourceNotFoundException":
-            raise DeployError(f"{config_key}: no secret {name} in {region}, so the notifier "
-                              f"could sign no webhook. Create it: {create}; or leave "
-                              f"{ENV_WEBHOOK_SECRET} empty for no webhooks.") from None
-        raise
-    if found.get("DeletedDate"):
-        raise DeployError(f"{config_key}: secret {name} is scheduled for deletion: restore it "
-                          f"(aws secretsmanager restore-secret --secret-id {name}) or create "
-                          f"another: {create}")
-    return str(found["ARN"])
+    create = (f"aws ssm put-parameter --region {region} --name {name} --type SecureString "
+              "--value \"whsec_$(openssl rand -base64 32)\"")
+    found = ssm.describe_parameters(ParameterFilters=[
+        {"Key": "Name", "Option": "Equals", "Values": [name]}]).get("Parameters", [])
+    if not found:
+        raise DeployError(f"{config_key}: no SSM parameter {name} in {region}, so the notifier "
+                          f"could sign no webhook. Create it: {create}; or leave "
+                          f"{ENV_WEBHOOK_SECRET} empty for no webhooks.")
+    if found[0].get("Type") != "SecureString":
+        raise DeployError(f"{config_key}: the SSM parameter {name} is a {found[0].get('Type')}, "
+                          "not a SecureString: anyone who may read parameters sees the secret. "
+                          f"Delete it and create it again: {create}")
+    return name
 
 
 def _route_table(ec2: Any, vpc_id: str, subnet_id: str) -> Dict[str, Any]:

@@ -99,7 +99,7 @@ def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSe
                                     region)
         log.info("the notifier's SES sender is verified (its %s)", verified)
     if settings.jobs.webhook_secret_name:
-        arn = check_webhook_secret(session.client("secretsmanager"), stage,
+        arn = check_webhook_secret(session.client("ssm"), stage,
                                    settings.jobs.webhook_secret_name, region)
         log.info("the notifier signs webhooks with the secret %s", arn)
     jobs_bucket.ensure_bucket(s3, settings, region)

@@ -34,7 +34,7 @@ CLIENT_MOUNT, CLIENT_WRITE = "elasticfilesystem:ClientMount", "elasticfilesystem
 GET_OBJECT, PUT_OBJECT, DELETE_OBJECT = "s3:GetObject", "s3:PutObject", "s3:DeleteObject"
 LIST_BUCKET = "s3:ListBucket"
 SEND_EMAIL = "ses:SendEmail"
-GET_SECRET = "secretsmanager:GetSecretValue"
+GET_SECRET = "ssm:GetParameter"
 
 # function -> S3 action -> the jobs bucket's key prefixes it may act on (HeadObject is
 # s3:GetObject; CopyObject is s3:GetObject on the source and s3:PutObject on the target).
@@ -51,15 +51,19 @@ JOB_OBJECTS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     WORKER: {GET_OBJECT: (layout.JOBS, layout.UPLOADS, layout.BATCH, layout.RESULTS),
              PUT_OBJECT: (layout.JOBS, layout.NOTICES, layout.RESULTS),
              DELETE_OBJECT: (layout.PENDING, layout.UPLOADS, layout.BATCH)},
-    # Reads the notice and the record (where the address and the URL are), claims each channel.
+    # Reads the notice and the record (where the address and the URL are), claims each channel,
+    # and gives a claim back when its send failed in a way a retry may fix.
     NOTIFIER: {GET_OBJECT: (layout.NOTICES, layout.JOBS),
-               PUT_OBJECT: (layout.NOTIFIED,)},
+               PUT_OBJECT: (layout.NOTIFIED,),
+               DELETE_OBJECT: (layout.NOTIFIED,)},
     # Lists pending/ (and batch/, results/), moves stale records, requeues uploads and batch
-    # inputs by copying them onto themselves, writes the notice of a job it ends (abandoned or
-    # expired) and deletes a final job's pending marker.
-    SWEEPER: {GET_OBJECT: (layout.JOBS, layout.UPLOADS, layout.BATCH),
-              PUT_OBJECT: (layout.JOBS, layout.UPLOADS, layout.BATCH, layout.NOTICES),
-              DELETE_OBJECT: (layout.PENDING,)},
+    # inputs by copying them onto themselves, ends jobs as the worker does (the notice, the
+    # upload deleted, the pending marker deleted), and gives an abandoned batch input its failed
+    # result and the batch its summary.
+    SWEEPER: {GET_OBJECT: (layout.JOBS, layout.UPLOADS, layout.BATCH, layout.RESULTS),
+              PUT_OBJECT: (layout.JOBS, layout.UPLOADS, layout.BATCH, layout.NOTICES,
+                           layout.RESULTS),
+              DELETE_OBJECT: (layout.PENDING, layout.UPLOADS)},
 }
 
 
@@ -118,13 +122,12 @@ def jobs_bucket_arn(settings: StageSettings) -> str:
 
 
 def webhook_secret_arn(settings: StageSettings) -> str:
-    """The secret's ARN: as given, or for a name the ARN with Secrets Manager's random suffix
-    (six characters after a hyphen) left open, as AWS advises for a policy naming a secret."""
+    """The SSM parameter's ARN (a hierarchical name's leading slash is not repeated in it).
+    Decrypting a SecureString with the account's aws/ssm key needs no KMS statement: that key's
+    policy admits every principal of the account calling through SSM."""
     name = settings.jobs.webhook_secret_name
-    if name.startswith("arn:"):
-        return name
-    return (f"arn:{settings.partition}:secretsmanager:{settings.region}:{settings.account}:"
-            f"secret:{name}-??????")
+    return (f"arn:{settings.partition}:ssm:{settings.region}:{settings.account}:"
+            f"parameter/{name.lstrip('/')}")
 
 
 SIDS = {GET_OBJECT: "ReadJobObjects", PUT_OBJECT: "WriteJobObjects",
@@ -134,7 +137,7 @@ SIDS = {GET_OBJECT: "ReadJobObjects", PUT_OBJECT: "WriteJobObjects",
 def job_statements(settings: StageSettings,
                    function: FunctionSettings) -> List[Dict[str, Any]]:
     """The function's rights on the jobs bucket (JOB_OBJECTS), and the notifier's SES and
-    Secrets Manager rights; none for the loader."""
+    SSM (the webhook secret) rights; none for the loader."""
     grants = JOB_OBJECTS.get(function.name)
     if not grants:
         return []

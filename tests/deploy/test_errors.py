@@ -147,11 +147,11 @@ def test_a_webhook_secret_that_does_not_exist_is_refused_with_the_command_to_cre
         project, aws, network):
     set_stage(project, "dev", **user_values(network))
     set_stage(project, "dev", environment_variables={
-        "XRAY_WEBHOOK_SECRET_NAME": "chest-xray/dev/webhook"})
+        "XRAY_WEBHOOK_SECRET_NAME": "/chest-xray/dev/webhook"})
     refused(project, aws, "stages.dev.environment_variables.XRAY_WEBHOOK_SECRET_NAME",
-            "no secret chest-xray/dev/webhook in us-east-1",
-            "aws secretsmanager create-secret --region us-east-1 --name "
-            "chest-xray/dev/webhook --secret-string \"whsec_$(openssl rand -base64 32)\"")
+            "no SSM parameter /chest-xray/dev/webhook in us-east-1",
+            "aws ssm put-parameter --region us-east-1 --name /chest-xray/dev/webhook --type "
+            "SecureString --value \"whsec_$(openssl rand -base64 32)\"")
 
 
 # --- the hook against functions deployed some other way -----------------------------------

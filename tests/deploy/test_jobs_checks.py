@@ -53,16 +53,15 @@ def test_a_verified_domain_covers_its_addresses(aws):
     assert check_ses_sender(ses, "prod", SENDER, REGION) == "domain example.org"
 
 
-def test_the_webhook_secret_must_exist_and_not_be_scheduled_for_deletion(aws):
-    secrets = aws("secretsmanager")
-    with pytest.raises(DeployError, match="no secret hooks in eu-west-1.*create-secret"):
-        check_webhook_secret(secrets, "prod", "hooks", REGION)
-    arn = secrets.create_secret(Name="hooks", SecretString="whsec_AAAA")["ARN"]
-    assert check_webhook_secret(secrets, "prod", "hooks", REGION) == arn
-    assert check_webhook_secret(secrets, "prod", arn, REGION) == arn
-    secrets.delete_secret(SecretId="hooks", RecoveryWindowInDays=7)
-    with pytest.raises(DeployError, match="scheduled for deletion.*restore-secret"):
-        check_webhook_secret(secrets, "prod", "hooks", REGION)
+def test_the_webhook_secret_must_exist_as_a_secure_string(aws):
+    ssm = aws("ssm")
+    with pytest.raises(DeployError, match="no SSM parameter /hooks in eu-west-1.*put-parameter"):
+        check_webhook_secret(ssm, "prod", "/hooks", REGION)
+    ssm.put_parameter(Name="/hooks", Value="whsec_AAAA", Type="SecureString")
+    assert check_webhook_secret(ssm, "prod", "/hooks", REGION) == "/hooks"
+    ssm.put_parameter(Name="/plain", Value="whsec_AAAA", Type="String")
+    with pytest.raises(DeployError, match="is a String, not a SecureString"):
+        check_webhook_secret(ssm, "prod", "/plain", REGION)
 
 
 def test_the_rule_read_back_refuses_another_buckets_pattern_a_disabled_rule_a_lost_target(

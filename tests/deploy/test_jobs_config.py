@@ -232,11 +232,11 @@ def test_each_function_gets_exactly_its_job_objects(project):
         "s3:ListBucket": [""]}
     assert s3_grants(documents["job_notifier"]) == {
         "s3:GetObject": ["jobs/*", "notices/*"], "s3:PutObject": ["notified/*"],
-        "s3:ListBucket": [""]}
+        "s3:DeleteObject": ["notified/*"], "s3:ListBucket": [""]}
     assert s3_grants(documents["job_sweeper"]) == {
-        "s3:GetObject": ["batch/*", "jobs/*", "uploads/*"],
-        "s3:PutObject": ["batch/*", "jobs/*", "notices/*", "uploads/*"],
-        "s3:DeleteObject": ["pending/*"],
+        "s3:GetObject": ["batch/*", "jobs/*", "results/*", "uploads/*"],
+        "s3:PutObject": ["batch/*", "jobs/*", "notices/*", "results/*", "uploads/*"],
+        "s3:DeleteObject": ["pending/*", "uploads/*"],
         "s3:ListBucket": [""]}
     assert s3_grants(documents["efs_loader"]) == {}  # its upload prefix is another bucket's
     for document in documents.values():  # ListBucket unconditioned: 404, not 403, when missing
@@ -260,28 +260,26 @@ def test_the_worker_mounts_read_only_in_the_vpc_and_the_others_have_neither(proj
 def test_without_a_sender_or_a_secret_the_notifier_may_send_no_mail_nor_read_secrets(project):
     settings = filled(project)
     text = json.dumps([policy_document(settings, f) for f in settings.functions])
-    assert "ses:" not in text and "secretsmanager:" not in text
+    assert "ses:" not in text and "ssm:" not in text
 
 
 def test_the_notifier_sends_only_from_the_stages_sender_and_reads_only_its_secret(project):
     settings = filled(project, environment_variables={
-        "XRAY_SES_SENDER": "xray@example.org", "XRAY_WEBHOOK_SECRET_NAME": "chest-xray/webhook"})
+        "XRAY_SES_SENDER": "xray@example.org", "XRAY_WEBHOOK_SECRET_NAME": "/chest-xray/webhook"})
     notifier = statements(policy_document(settings, settings.notifier))
     assert notifier["SendJobMail"] == {
         "Sid": "SendJobMail", "Effect": "Allow", "Action": "ses:SendEmail",
         "Resource": "arn:aws:ses:eu-west-1:123456789012:identity/*",
         "Condition": {"StringEquals": {"ses:FromAddress": "xray@example.org"}}}
     assert notifier["ReadWebhookSecret"] == {
-        "Sid": "ReadWebhookSecret", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-        "Resource": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"
-                    "chest-xray/webhook-??????"}
+        "Sid": "ReadWebhookSecret", "Effect": "Allow", "Action": "ssm:GetParameter",
+        "Resource": "arn:aws:ssm:eu-west-1:123456789012:parameter/chest-xray/webhook"}
     others = json.dumps([policy_document(settings, f) for f in settings.functions
                          if f.name != "job_notifier"])
-    assert "ses:" not in others and "secretsmanager:" not in others
-    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:hooks-AbCdEf"
-    given = filled(project, environment_variables={"XRAY_WEBHOOK_SECRET_NAME": arn})
-    assert statements(policy_document(given, given.notifier))["ReadWebhookSecret"][
-        "Resource"] == arn
+    assert "ses:" not in others and "ssm:" not in others
+    flat = filled(project, environment_variables={"XRAY_WEBHOOK_SECRET_NAME": "hooks"})
+    assert statements(policy_document(flat, flat.notifier))["ReadWebhookSecret"][
+        "Resource"] == "arn:aws:ssm:eu-west-1:123456789012:parameter/hooks"
 
 
 # --- the policies against what the job code really calls --------------------------------------
@@ -396,3 +394,58 @@ def test_the_api_and_the_worker_policies_allow_every_s3_call_their_code_makes(jo
         assert [c for c in calls[name] if not allowed(document, *c)], (name, other)
     made = {action for action, _ in calls["job_worker"]}
     assert made == {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+
+
+def test_the_sweeper_and_the_notifier_policies_allow_every_s3_call_their_code_makes(job_code):
+    """Given jobs in each state the sweeper acts on, and notices the notifier sends (one that
+    fails and gives its claim back), when their real code runs, then each call is within its
+    own function's policy."""
+    from datetime import timedelta
+
+    from chalicelib.jobs import layout, notify
+    from chalicelib.jobs.records import now
+    from chalicelib.jobs.sweeper import sweep
+    settings, user, clients, calls = job_code
+    api_s3 = clients["api_handler"]
+    api = JobService(settings.jobs, JobStore(api_s3, BUCKET), api_s3)
+    sweeper_s3, notifier_s3 = (boto3.client("s3", region_name="eu-west-1") for _ in range(2))
+    recorded = {"job_sweeper": record_calls(sweeper_s3),
+                "job_notifier": record_calls(notifier_s3)}
+    body = b"\x89PNG not really"
+    mailed, lost = (api.create(json.dumps({"content_type": "image/png", "size": len(body),
+                                           "notify": {"email": "a@example.org"}}).encode(),
+                               "https://api.example") for _ in range(2))
+    # an upload whose event was lost, a job never uploaded to, a batch input never classified
+    user.put_object(Bucket=BUCKET, Key=lost["upload"]["fields"]["key"], Body=body)
+    user.put_object(Bucket=BUCKET, Key="batch/ward-7/c.png", Body=body)
+    sweeper_store = JobStore(sweeper_s3, BUCKET)
+    later = now() + timedelta(hours=2)
+    for _ in range(5):  # requeues, then abandons the batch input and expires the other job
+        sweep(settings.jobs, sweeper_store, now=later)
+    assert api.status(mailed["job_id"])["status"] == "expired"
+    assert user.head_object(Bucket=BUCKET, Key=layout.notice_key(mailed["job_id"]))
+
+    class Ses:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+
+        def send_email(self, **_):
+            if self.fail:
+                raise RuntimeError("SES said no")
+            return {"MessageId": "1"}
+
+    event = created(layout.notice_key(mailed["job_id"]), "e", 1)
+    notifier_store = JobStore(notifier_s3, BUCKET)
+    with pytest.raises(notify.NotificationFailed):  # gives the claim back (a delete)
+        notify.handle(event, settings.jobs, notifier_store, ses=Ses(fail=True))
+    assert notify.handle(event, settings.jobs, notifier_store, ses=Ses(fail=False)) == "sent"
+
+    for name, made in recorded.items():
+        document = policy_document(settings, settings.function(name))
+        assert made, name
+        denied = [call for call in made if not allowed(document, *call)]
+        assert not denied, (name, denied)
+    assert {a for a, _ in recorded["job_notifier"]} >= {"s3:GetObject", "s3:PutObject",
+                                                         "s3:DeleteObject"}
+    assert {a for a, _ in recorded["job_sweeper"]} >= {"s3:ListBucket", "s3:GetObject",
+                                                        "s3:PutObject", "s3:DeleteObject"}

@@ -52,8 +52,8 @@ def test_the_bucket_is_private_encrypted_open_to_the_api_origin_and_names_what_t
     assert cors["AllowedOrigins"] == [ORIGIN] and cors["AllowedMethods"] == ["POST"]
     # the notifier can send: a verified sender, a Standard Webhooks secret (24 random bytes)
     assert resources.ses_sender in aws.client("ses").list_identities()["Identities"]
-    secret = aws.client("secretsmanager").get_secret_value(
-        SecretId=resources.webhook_secret_name)["SecretString"]
+    secret = aws.client("ssm").get_parameter(
+        Name=resources.webhook_secret_name, WithDecryption=True)["Parameter"]["Value"]
     assert secret.startswith("whsec_") and len(base64.b64decode(secret[len("whsec_"):])) == 24
 
 
