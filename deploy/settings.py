@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from chalice.config import Config
 
 from chalicelib import settings as app_settings
+from chalicelib.jobs.notify import WEBHOOK_WORST_CASE_S
 from chalicelib.settings import AUTH as ENV_AUTH
 from chalicelib.settings import CORS_ORIGINS as ENV_CORS_ORIGINS
 from chalicelib.settings import EFS_ROOT as ENV_EFS_ROOT
@@ -123,10 +124,12 @@ LIMITS = {
     WORKER: Limits(timeout_s=(60, 900), memory_mb=(1024, 10240), concurrency=(1, 1000),
                    timeout_why=" (a cold start loads the model from EFS before a large image is "
                    "decoded; Lambda allows at most 900 s)", policy_suffix="-worker"),
-    # One e-mail and one webhook, the webhook retried with backoff; no model.
-    NOTIFIER: Limits(timeout_s=(10, 900), memory_mb=(128, 10240), concurrency=(1, 1000),
-                     timeout_why=" (the webhook is retried with backoff; Lambda allows at most "
-                     "900 s)", policy_suffix="-notifier"),
+    # One e-mail and one webhook, the webhook retried with backoff (its worst case, plus room
+    # for S3, SSM and SES); no model.
+    NOTIFIER: Limits(timeout_s=(int(WEBHOOK_WORST_CASE_S) + 25, 900), memory_mb=(128, 10240),
+                     concurrency=(1, 1000),
+                     timeout_why=f" (a webhook's retries can take {WEBHOOK_WORST_CASE_S:.0f} s; "
+                     "Lambda allows at most 900 s)", policy_suffix="-notifier"),
     # Lists and copies objects; one sweep at a time (two would requeue the same uploads).
     SWEEPER: Limits(timeout_s=(30, 900), memory_mb=(128, 10240), concurrency=(1, 1),
                     timeout_why=" (a sweep lists every pending job; Lambda allows at most "
