@@ -84,7 +84,8 @@ def get_worker(context=None):
     def ready():
         get_model().get(wait_deadline(context))
 
-    return Worker(get_settings().jobs, get_job_store(), classify, ready)
+    return Worker(get_settings().jobs, get_job_store(), classify, ready,
+                  stage=get_settings().stage)
 
 
 @app.middleware("http")
@@ -174,9 +175,11 @@ def create_job():
     """An upload job for a file of any size up to the stage's job limit: 202 with a presigned
     S3 POST to upload it with, and the status URL to poll (chalicelib/jobs/)."""
     from chalicelib.web.links import base_url
+    from chalicelib.web.principal import principal_of
     request = app.current_request
     answer = get_job_service().create(request.raw_body,
-                                      base_url(request, get_settings().jobs.public_url))
+                                      base_url(request, get_settings().jobs.public_url),
+                                      requested_by=principal_of(request.context).as_log())
     return Response(body=answer, status_code=202)
 
 

@@ -50,6 +50,8 @@ class Job:
     claimed_at: Optional[str] = None    # when a worker claimed it (None: nobody holds it)
     result: Optional[Dict[str, Any]] = None          # succeeded: what POST /xray answers
     error: Optional[Dict[str, str]] = field(default=None)  # failed/expired: {"Code","Message"}
+    # who created it, as the audit line names a principal (identifiers only, never a key)
+    requested_by: Optional[Dict[str, Any]] = None
 
     @property
     def final(self) -> bool:

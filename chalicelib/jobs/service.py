@@ -25,7 +25,9 @@ class JobService:
         self.store = store
         self.s3 = s3
 
-    def create(self, body: bytes, base_url: str) -> Dict[str, Any]:
+    def create(self, body: bytes, base_url: str,
+               requested_by: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """requested_by: the caller (principal.as_log()), kept for the worker's audit line."""
         request = _json_object(body)
         content_type = _content_type(request.get("content_type"))
         size = _size(request.get("size"), self.settings.max_bytes)
@@ -41,7 +43,7 @@ class JobService:
                   updated_at=iso(started), content_type=content_type, size=size,
                   upload_key=key,
                   expires_at=iso(started + timedelta(seconds=self.settings.upload_expires_s)),
-                  status_url=status_url, notify=notify)
+                  status_url=status_url, notify=notify, requested_by=requested_by)
         with reachable(self.settings.bucket):
             self.store.create(job)
         return {"job_id": job_id, "status": AWAITING_UPLOAD, "upload": upload,

@@ -30,7 +30,7 @@ from chalicelib.jobs.records import (
     now,
 )
 from chalicelib.jobs.store import JobStore, Stored
-from chalicelib.settings import JobSettings
+from chalicelib.settings import DEFAULT_STAGE, JobSettings
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,15 @@ def internal_error() -> Dict[str, str]:
 
 class Worker:
     def __init__(self, settings: JobSettings, store: JobStore, classify: Classify,
-                 ready: Optional[Callable[[], None]] = None) -> None:
+                 ready: Optional[Callable[[], None]] = None, stage: str = DEFAULT_STAGE) -> None:
         """ready: waits for the model (raising ModelUnavailable), called once a job is claimed
-        so that queued means "waiting for the model" and running "being classified"."""
+        so that queued means "waiting for the model" and running "being classified". stage:
+        as the audit line names it."""
         self.settings = settings
         self.store = store
         self.classify = classify
         self.ready = ready or (lambda: None)
+        self.stage = stage
 
     def handle(self, event: Dict[str, Any]) -> str:
         """What happened, as a short word for the log line (never a finding or a file name)."""
@@ -127,6 +129,11 @@ class Worker:
                                  error=error)
         if not finish(self.settings, self.store, stored, final):
             return "deleted"  # deleted (or expired) while running: the result is dropped
+        from chalicelib.observability import audit
+        audit.job_classification(job_id=final.job_id, stage=self.stage,
+                                 requested_by=final.requested_by,
+                                 model=(result or {}).get("model"),
+                                 error_code=error["Code"] if error else None)
         return final.status
 
     # bucket batches

@@ -20,6 +20,9 @@ from chalicelib.web.principal import principal_of, source_ip
 
 # (method, route) of the classifications, each of which leaves an audit line
 AUDITED = {("POST", "/xray")}
+# (method, route) -> action of the job routes, each of which leaves an audit line too
+JOB_ACTIONS = {("POST", "/xray/jobs"): "create_job", ("GET", "/xray/jobs/{job_id}"): "read_job",
+               ("DELETE", "/xray/jobs/{job_id}"): "delete_job"}
 # what a view may note, and what of the decoded image's description may be logged
 NOTES = ("image", "timings_ms", "model_load_ms")
 IMAGE_FIELDS = ("format", "width", "height", "mode", "bits", "photometric", "bits_stored",
@@ -106,6 +109,15 @@ def _finish(observation: Observation, request: Any, response: Any, lambda_contex
             source_ip=source_ip(context), model=manifest.identity() if manifest else None,
             status=status, error_code=error_code,
             heatmap="heatmap" in (request.query_params or {}))
+    action = JOB_ACTIONS.get((request.method, route))
+    if action is not None:
+        job_id = (request.uri_params or {}).get("job_id")
+        if job_id is None and isinstance(response.body, Mapping):
+            job_id = response.body.get("job_id")  # the one just created
+        audit.job_access(action=action, request_id=request_id, stage=stage,
+                         principal=principal_of(context), source_ip=source_ip(context),
+                         job_id=job_id if isinstance(job_id, str) else None, status=status,
+                         error_code=error_code)
 
 
 def error_code_of(body: Any) -> Optional[str]:
