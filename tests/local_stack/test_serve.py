@@ -5,6 +5,7 @@ stops everything it started."""
 import json
 import os
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import requests
 
 from benchmarks.local_server import descendants
-from tests.support.fixtures import PNG_CARDIOMEGALY, dicom_over_the_sync_limit
+from tests.support.fixtures import PNG_CARDIOMEGALY, REPO, dicom_over_the_sync_limit
 from tests.support.serving import local_server, serving
 
 pytestmark = pytest.mark.server
@@ -127,3 +128,22 @@ def test_stopping_scripts_serve_leaves_no_process_and_no_listening_port(tmp_path
     said = log.read_text()
     assert "local-stack: SIGTERM: stopping chalice local, the relay and moto" in said
     assert said.rstrip().endswith("local-stack: stopped")
+
+
+def test_when_chalice_local_exits_the_rest_stops_and_scripts_serve_exits_with_its_code(tmp_path):
+    # given a port that chalice local cannot bind: somebody already listens there
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+        result = subprocess.run([str(REPO / "scripts" / "serve"), "--port", str(port),
+                                 "--no-autoreload"], cwd=REPO, env=clean, capture_output=True,
+                                text=True, timeout=WAIT_S)
+    said = result.stdout + result.stderr
+    # then scripts/serve ends by itself, with chalice local's code, having stopped the rest
+    assert result.returncode != 0, said[-3000:]
+    assert f"local-stack: chalice local exited with {result.returncode}: stopping the rest" \
+        in said
+    assert result.stdout.rstrip().endswith("local-stack: stopped")
+    assert "local-stack: ready" not in result.stdout
