@@ -69,19 +69,21 @@ def get_job_service():
     return JobService(get_settings().jobs, store, store.s3)
 
 
-@lru_cache(maxsize=1)
-def get_worker():
+def get_worker(context=None):
+    """The worker for one event: context is the Lambda context of that invocation (Chalice
+    sets app.lambda_context for HTTP requests only), whose remaining time bounds the wait for
+    the model. Cheap to make: the service, model and store are the cached ones."""
+    from chalicelib.inference.lazy import wait_deadline
     from chalicelib.jobs.worker import Worker
     service = get_service()
 
     def classify(body, content_type, max_bytes):
         return service.classify(body, content_type, max_bytes=max_bytes,
-                                deadline=wait_deadline(app.lambda_context))
+                                deadline=wait_deadline(context))
 
     def ready():
-        get_model().get(wait_deadline(app.lambda_context))
+        get_model().get(wait_deadline(context))
 
-    from chalicelib.inference.lazy import wait_deadline
     return Worker(get_settings().jobs, get_job_store(), classify, ready)
 
 
@@ -220,10 +222,7 @@ def efs_loader(event, context):
 def job_worker(event):
     """Classifies an uploaded job (or a bucket batch input); in the VPC, beside EFS."""
     from chalicelib.observability.logging import logger
-    # Chalice sets app.lambda_context for HTTP requests only; the worker's wait for the model
-    # reads the function's deadline from it
-    app.lambda_context = event.context
-    outcome = get_worker().handle(event.to_dict())
+    outcome = get_worker(event.context).handle(event.to_dict())
     logger.info("job event", extra={"event": "job", "outcome": outcome})
     return {"outcome": outcome}
 
@@ -238,5 +237,7 @@ def job_notifier(event):
 @app.schedule(Rate(get_settings().jobs.sweep_minutes, unit=Rate.MINUTES), name="job_sweeper")
 def job_sweeper(event):
     """Requeues uploads whose event never came, releases dead claims, expires stale jobs."""
+    if not get_settings().jobs.enabled:  # the schedule exists on every stage; the jobs may not
+        return
     from chalicelib.jobs.sweeper import sweep
     sweep(get_settings().jobs, get_job_store())

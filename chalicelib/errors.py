@@ -79,3 +79,17 @@ class JobNotFound(ClientError):
 class JobsUnavailable(ChaliceViewError):
     """The stage has no jobs bucket, or S3 did not answer: a server-side state."""
     STATUS_CODE = 503
+
+
+class NotifierMisconfigured(ChaliceViewError):
+    """The notifier cannot sign webhooks: the stage's secret is missing, unreadable or not a
+    Standard Webhooks secret (whsec_<base64>). Raised before anything is claimed, so the event's
+    retry can still send once an operator fixes the secret. Never reaches a client."""
+    STATUS_CODE = 500
+
+
+class NotificationFailed(ChaliceViewError):
+    """A notification could not be delivered (SES refused, or the webhook kept failing). Raised
+    after every channel of the job was tried, with the failed channel's claim released, so
+    Lambda's retry of the event tries that channel again. Never reaches a client."""
+    STATUS_CODE = 502

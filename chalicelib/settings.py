@@ -55,8 +55,8 @@ SWEEP_MINUTES = "XRAY_SWEEP_MINUTES"          # how often the sweeper runs (read
 # answers, e-mails and webhooks; unset = derived from each request's Host and stage.
 PUBLIC_URL = "XRAY_PUBLIC_URL"
 SES_SENDER = "XRAY_SES_SENDER"                # a verified SES identity; unset = no e-mail
-# A Secrets Manager secret holding the Standard Webhooks secret (whsec_<base64>); unset = no
-# webhooks.
+# An SSM Parameter Store SecureString (/chest-xray/prod/webhook-secret) holding the Standard
+# Webhooks secret (whsec_<base64>); unset = no webhooks.
 WEBHOOK_SECRET_NAME = "XRAY_WEBHOOK_SECRET_NAME"
 DEFAULT_JOB_MAX_BYTES = 200 * 1024 * 1024
 DEFAULT_RESULT_DAYS = 7

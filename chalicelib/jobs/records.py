@@ -9,6 +9,11 @@ AWAITING_UPLOAD, QUEUED, RUNNING = "awaiting_upload", "queued", "running"
 SUCCEEDED, FAILED, EXPIRED = "succeeded", "failed", "expired"
 STATUSES = (AWAITING_UPLOAD, QUEUED, RUNNING, SUCCEEDED, FAILED, EXPIRED)
 FINAL = (SUCCEEDED, FAILED, EXPIRED)
+# The error codes the jobs path gives itself (a classification's are the sync route's classes):
+# no upload came before the URL expired (expired), no worker finished it (failed). The sweeper
+# (sweeper.py) gives both.
+UPLOAD_NOT_RECEIVED = "UploadNotReceived"
+JOB_ABANDONED = "JobAbandoned"
 
 
 def new_job_id() -> str:

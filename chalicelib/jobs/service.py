@@ -10,7 +10,7 @@ from chalicelib.imaging.formats import CONTENT_TYPES, media_type
 from chalicelib.jobs import layout
 from chalicelib.jobs.presign import presigned_upload
 from chalicelib.jobs.records import AWAITING_UPLOAD, Job, iso, new_job_id, now
-from chalicelib.jobs.store import JobStore
+from chalicelib.jobs.store import JobStore, reachable
 from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
 
 EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
@@ -33,26 +33,33 @@ class JobService:
         job_id = new_job_id()
         started = now()
         key = layout.upload_key(job_id)
-        upload = presigned_upload(self.s3, self.settings.bucket, key, content_type, size,
-                                  self.settings.upload_expires_s, started)
+        with reachable(self.settings.bucket):
+            upload = presigned_upload(self.s3, self.settings.bucket, key, content_type, size,
+                                      self.settings.upload_expires_s, started)
         status_url = f"{base_url}/xray/jobs/{job_id}"
         job = Job(job_id=job_id, status=AWAITING_UPLOAD, created_at=iso(started),
                   updated_at=iso(started), content_type=content_type, size=size,
                   upload_key=key,
                   expires_at=iso(started + timedelta(seconds=self.settings.upload_expires_s)),
                   status_url=status_url, notify=notify)
-        self.store.create(job)
+        with reachable(self.settings.bucket):
+            self.store.create(job)
         return {"job_id": job_id, "status": AWAITING_UPLOAD, "upload": upload,
                 "status_url": status_url}
 
     def status(self, job_id: str) -> Dict[str, Any]:
-        stored = self.store.read(job_id) if layout.valid_job_id(job_id) else None
+        with reachable(self.settings.bucket):
+            stored = self.store.read(job_id) if layout.valid_job_id(job_id) else None
         if stored is None:
             raise _not_found(job_id)
         return stored.job.view()
 
     def delete(self, job_id: str) -> None:
-        if not layout.valid_job_id(job_id) or not self.store.delete(job_id):
+        if not layout.valid_job_id(job_id):
+            raise _not_found(job_id)
+        with reachable(self.settings.bucket):
+            found = self.store.delete(job_id)
+        if not found:
             raise _not_found(job_id)
 
     def _notify(self, raw: Any) -> Optional[Dict[str, str]]:

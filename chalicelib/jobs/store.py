@@ -2,20 +2,57 @@
 written only if nobody wrote since (If-Match), or only if absent (If-None-Match: *). A lost
 race is a normal answer (None/False), never an exception: the caller re-reads or steps aside.
 S3 gives these conditional writes since 2024; moto 5.2.5 honours both headers."""
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Tuple
+from datetime import datetime
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+from chalicelib.errors import JobsUnavailable
 from chalicelib.jobs import layout
 from chalicelib.jobs.records import Job
 
 # What S3 answers when a condition fails (412), or when If-Match names a key that is gone.
 LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412")
+# The user metadata a requeued object carries: how many times it was requeued.
+REQUEUED = "requeued"
 
 
 @dataclass(frozen=True)
 class Stored:
     job: Job
     etag: str
+
+
+@contextlib.contextmanager
+def reachable(bucket: str) -> Iterator[None]:
+    """S3 failures that are not the request's fault (no credentials, no such bucket, access
+    denied, no network) as JobsUnavailable, a JSON 503 that names the bucket, never a 500."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    try:
+        yield
+    except ClientError as error:
+        raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be used "
+                              f"({_code(error) or 'error'}): check XRAY_JOBS_BUCKET and the "
+                              "function's role") from None
+    except BotoCoreError as error:
+        raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be reached "
+                              f"({type(error).__name__}): check XRAY_JOBS_BUCKET, the "
+                              "credentials and the network (locally, run scripts/serve)") from None
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a HEAD tells of an object (never its bytes)."""
+    etag: str
+    size: int
+    last_modified: datetime
+    metadata: Dict[str, str]
+
+    @property
+    def requeues(self) -> int:
+        """How many times requeue() copied this object onto itself (0: never)."""
+        raw = self.metadata.get(REQUEUED, "")
+        return int(raw) if raw.isdigit() else 0
 
 
 def _code(error: Exception) -> str:
@@ -91,13 +128,20 @@ class JobStore:
 
     def head(self, key: str) -> Optional[Tuple[str, int, Any]]:
         """(etag, size, last_modified) of an object, or None if it is not there."""
+        info = self.info(key)
+        return None if info is None else (info.etag, info.size, info.last_modified)
+
+    def info(self, key: str) -> Optional[ObjectInfo]:
+        """The object's ETag, size, LastModified and user metadata; None if it is not there."""
         try:
             got = self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as error:
             if _code(error) in ("NoSuchKey", "404", "NotFound"):
                 return None
             raise
-        return got["ETag"].strip('"'), int(got["ContentLength"]), got["LastModified"]
+        return ObjectInfo(etag=got["ETag"].strip('"'), size=int(got["ContentLength"]),
+                          last_modified=got["LastModified"],
+                          metadata=dict(got.get("Metadata") or {}))
 
     def get_bytes(self, key: str, etag: Optional[str] = None) -> Optional[bytes]:
         """The object's bytes (only the version with this ETag, when given); None if gone or
@@ -123,12 +167,20 @@ class JobStore:
             for item in page.get("Contents", ()):
                 yield item["Key"]
 
-    def requeue(self, key: str, attempt: int) -> None:
-        """Copies the object onto itself (new metadata, same bytes and ETag): S3 emits a new
-        Object Created event, so the worker sees it again through the normal trigger."""
-        head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        self.s3.copy_object(Bucket=self.bucket, Key=key,
-                            CopySource={"Bucket": self.bucket, "Key": key},
-                            MetadataDirective="REPLACE",
-                            ContentType=head.get("ContentType") or "application/octet-stream",
-                            Metadata={"requeued": str(attempt)})
+    def requeue(self, key: str, attempt: int) -> bool:
+        """Copies the object onto itself with new metadata (REQUEUED = attempt): S3 emits a new
+        Object Created event, so the worker sees it again through the normal trigger. The bytes
+        stay; so does the ETag, except for a multipart upload's (a batch input copied with
+        `aws s3 cp`), which becomes its MD5. False when the object is gone."""
+        try:
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
+            self.s3.copy_object(Bucket=self.bucket, Key=key,
+                                CopySource={"Bucket": self.bucket, "Key": key},
+                                MetadataDirective="REPLACE",
+                                ContentType=head.get("ContentType") or "application/octet-stream",
+                                Metadata={REQUEUED: str(attempt)})
+        except Exception as error:
+            if _code(error) in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise
+        return True

@@ -18,7 +18,17 @@ from typing import Any, Callable, Dict, List, Optional
 from chalicelib.errors import ClientError, ModelUnavailable
 from chalicelib.jobs import layout
 from chalicelib.jobs.events import CreatedObject, created_object
-from chalicelib.jobs.records import FAILED, QUEUED, RUNNING, SUCCEEDED, iso, now
+from chalicelib.jobs.records import (
+    EXPIRED,
+    FAILED,
+    JOB_ABANDONED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Job,
+    iso,
+    now,
+)
 from chalicelib.jobs.store import JobStore, Stored
 from chalicelib.settings import JobSettings
 
@@ -64,7 +74,14 @@ class Worker:
             self.store.delete_object(obj.key)
             return "orphan"
         job = stored.job
-        if job.final or job.claimed_at is not None:
+        if job.final:
+            # a repeated event, or an upload that came after the job ended (expired, or a second
+            # upload with the same URL): nothing will read it, so only a stage that keeps
+            # processed uploads keeps it, and never one the job expired without
+            if job.status == EXPIRED or not self.settings.keep_uploads_days:
+                self.store.delete_object(obj.key)
+            return "duplicate"
+        if job.claimed_at is not None:
             return "duplicate"
         claimed = self.store.write(stored, job.moved(
             QUEUED, attempts=job.attempts + 1, upload_etag=obj.etag, claimed_at=iso(now())))
@@ -106,24 +123,18 @@ class Worker:
 
     def _finish(self, stored: Stored, result: Optional[Dict[str, Any]] = None,
                 error: Optional[Dict[str, str]] = None) -> str:
-        job = stored.job
-        final = job.moved(SUCCEEDED if result is not None else FAILED, result=result,
-                          error=error)
-        if self.store.write(stored, final) is None:
+        final = stored.job.moved(SUCCEEDED if result is not None else FAILED, result=result,
+                                 error=error)
+        if not finish(self.settings, self.store, stored, final):
             return "deleted"  # deleted (or expired) while running: the result is dropped
-        if not self.settings.keep_uploads_days:
-            self.store.delete_object(job.upload_key)
-        if job.notify:
-            notice = {"job_id": job.job_id, "status": final.status,
-                      "status_url": job.status_url}
-            self.store.claim(layout.notice_key(job.job_id), json.dumps(notice).encode())
         return final.status
 
     # bucket batches
     def batch_input(self, name: str, file: str, obj: CreatedObject) -> str:
         key = layout.result_key(name, file)
         previous = self.store.get_bytes(key)
-        if previous is not None and json.loads(previous).get("source_etag") == obj.etag:
+        if previous is not None and json.loads(previous).get("source_etag") == obj.etag \
+                and not abandoned(previous):
             return "duplicate"
         body = self.store.get_bytes(obj.key, obj.etag)
         if body is None:
@@ -153,18 +164,51 @@ class Worker:
         return str(record["status"])
 
     def summarise(self, name: str) -> bool:
-        """Writes results/<name>/_summary.json when every input of the batch has a result
-        (each worker writes its result before looking, so the last one always sees all)."""
-        inputs = [k for k in self.store.keys(f"{layout.BATCH}{name}/") if layout.batch_of(k)]
-        results = set(self.store.keys(f"{layout.RESULTS}{name}/"))
-        waiting = [k for k in inputs
-                   if layout.result_key(name, k[len(f"{layout.BATCH}{name}/"):]) not in results]
-        if waiting:
-            return False
-        summary = batch_summary(name, [self.store.get_bytes(k) for k in sorted(results)
-                                       if k != layout.summary_key(name)])
-        self.store.put(layout.summary_key(name), json.dumps(summary, indent=1).encode())
-        return True
+        return summarise(self.store, name)
+
+
+def finish(settings: JobSettings, store: JobStore, stored: Stored, final: Job) -> bool:
+    """Writes `final` over the record read as `stored` (If-Match), then does what ending a job
+    entails: its upload deleted (unless the stage keeps processed uploads; an expired job's
+    never kept) and, if it asked for it, its notice written once. False, with nothing done,
+    when the record moved or went since it was read. The worker and the sweeper both end jobs
+    here."""
+    if store.write(stored, final) is None:
+        return False
+    if final.status == EXPIRED or not settings.keep_uploads_days:
+        store.delete_object(final.upload_key)
+    if final.notify:
+        write_notice(store, final)
+    return True
+
+
+def write_notice(store: JobStore, job: Job) -> bool:
+    """notices/<job_id>.json, only if absent (a repeated end writes nothing): what triggers the
+    notifier. It holds the id, the status and the link, never the addresses (the notifier reads
+    them from the record)."""
+    notice = {"job_id": job.job_id, "status": job.status, "status_url": job.status_url}
+    return store.claim(layout.notice_key(job.job_id), json.dumps(notice).encode())
+
+
+def abandoned(record: bytes) -> bool:
+    """A batch result the sweeper wrote because no worker finished the input: a later event of
+    the same input still classifies it (the sweeper cannot tell a lost event from a late one)."""
+    return bool((json.loads(record).get("error") or {}).get("Code") == JOB_ABANDONED)
+
+
+def summarise(store: JobStore, name: str) -> bool:
+    """Writes results/<name>/_summary.json when every input of the batch has a result
+    (each worker writes its result before looking, so the last one always sees all)."""
+    prefix = f"{layout.BATCH}{name}/"
+    inputs = [k for k in store.keys(prefix) if layout.batch_of(k)]
+    results = set(store.keys(f"{layout.RESULTS}{name}/"))
+    waiting = [k for k in inputs if layout.result_key(name, k[len(prefix):]) not in results]
+    if waiting:
+        return False
+    summary = batch_summary(name, [store.get_bytes(k) for k in sorted(results)
+                                   if k != layout.summary_key(name)])
+    store.put(layout.summary_key(name), json.dumps(summary, indent=1).encode())
+    return True
 
 
 def batch_summary(name: str, records: List[Optional[bytes]]) -> Dict[str, Any]:

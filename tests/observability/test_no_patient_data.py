@@ -3,7 +3,9 @@ accession number, institution, referring physician and study fields hold marker 
 through every route, as is and in malformed variants that make pydicom warn or fail, in a fresh
 interpreter running the real Lambda entry point. No marker may appear on stdout (log lines and
 EMF), on stderr, in any log record, in a warning's line, in an answer or an error message; and
-every EMF line follows the EMF specification."""
+every EMF line follows the EMF specification. The job routes go through it too, with a moto
+server as the jobs bucket: their bodies (notify addresses among them) and the job ids in their
+paths hold markers, which must not be logged either."""
 import base64
 import io
 import json
@@ -18,6 +20,7 @@ from pydicom.uid import ImplicitVRLittleEndian, JPEGLSLossless
 from tests.support.dicom_factory import make_dicom
 from tests.support.emf import check_emf, split_lines
 from tests.support.fixtures import REPO
+from tests.support.jobs import local_jobs
 
 PREFIX = "PHIMARK"  # in every marker, so that a fragment of one is found too
 PATIENT_AND_STUDY = {
@@ -116,6 +119,24 @@ def cases() -> tuple:
         # the body rides along; with its Content-Type, Chalice would refuse these routes (415:
         # they take JSON), which the variants above already cover
         add(f"{method} {path} {status}", method, path, body, "", status, headers=headers)
+    job_id = (PREFIX + "JOBID").ljust(32, "x")  # a well-formed id nobody was given
+    json_body = {"content_type": "application/dicom", "size": 7200342,
+                 "notify": {"email": "phimark.jane@example.org",
+                            "webhook": "https://hooks.example.org/PHIMARK/xray"}}
+    for name, body, status in [
+            ("job create", json_body, 202),
+            ("job create bad email", {**json_body, "notify": {"email": "PHIMARK Jane <j@x>"}},
+             400),
+            ("job create bad webhook", {**json_body, "notify": {"webhook": "ftp://PHIMARK"}},
+             400),
+            ("job create type", {**json_body, "content_type": "text/plain"}, 415),
+            ("job create unknown field", {**json_body, "patient": "PHIMARKNAME"}, 400)]:
+        add(name, "POST", "/xray/jobs", json.dumps(body).encode(), "application/json", status)
+    add("job create not json", "POST", "/xray/jobs", b'{"notify": {"email": "PHIMARK',
+        "application/json", 400)
+    for method, status in (("GET", 404), ("DELETE", 404), ("OPTIONS", 204)):
+        add(f"job {method} {status}", method, f"/xray/jobs/{job_id}", b"", "", status,
+            resource="/xray/jobs/{job_id}", path_parameters={"job_id": job_id})
     return found, expected
 
 
@@ -127,10 +148,13 @@ def run(demo_store, tmp_path_factory):
     (work / "cases.json").write_text(json.dumps(found))
     env = {name: value for name, value in __import__("os").environ.items()
            if not name.startswith(("XRAY_", "POWERTOOLS_"))}
-    process = subprocess.run(
-        [sys.executable, "-m", "tests.support.lambda_process", str(work / "cases.json"),
-         str(work / "out.json")], cwd=REPO, capture_output=True, text=True, timeout=600,
-        env={**env, "XRAY_EFS_ROOT": str(demo_store), "XRAY_STAGE": "test"})
+    with local_jobs() as jobs:
+        stage = jobs.env(XRAY_SES_SENDER="xray-jobs@example.org",
+                         XRAY_WEBHOOK_SECRET_NAME="xray-webhook-secret")
+        process = subprocess.run(
+            [sys.executable, "-m", "tests.support.lambda_process", str(work / "cases.json"),
+             str(work / "out.json")], cwd=REPO, capture_output=True, text=True, timeout=600,
+            env={**env, **stage, "XRAY_EFS_ROOT": str(demo_store), "XRAY_STAGE": "test"})
     assert process.returncode == 0, process.stderr[-3000:]
     return process, json.loads((work / "out.json").read_text()), expected
 

@@ -4,7 +4,9 @@ capture in the way: its stdout and stderr are the function's logs.
 
 python -m tests.support.lambda_process CASES_JSON OUT_JSON
 CASES_JSON: [{"name", "method", "path", "body_b64", "content_type", "query", "headers",
-              "identity", "authorizer"}]
+              "identity", "authorizer", "resource", "path_parameters"}]
+            (resource: the route's template when the path has parameters, e.g.
+            /xray/jobs/{job_id}, with path_parameters {"job_id": ...})
 OUT_JSON:   {"answers": [{"name", "status", "headers", "body"}],
              "records": [every log record created, rendered with all its attributes],
              "warnings": [[category, filename] of each warning that reached warnings.showwarning]}
@@ -56,6 +58,9 @@ def main(cases_path: str, out_path: str) -> None:
                             case.get("content_type", ""), query=case.get("query"),
                             headers=case.get("headers"))
         event["requestContext"]["identity"].update(case.get("identity") or {})
+        if case.get("resource"):
+            event["resource"] = event["requestContext"]["resourcePath"] = case["resource"]
+            event["pathParameters"] = case.get("path_parameters")
         if case.get("authorizer"):
             event["requestContext"]["authorizer"] = case["authorizer"]
         response = app.app(event, LambdaContext())

@@ -59,8 +59,12 @@ def serving(efs_root: Path, **env: str) -> Iterator:
 
 
 def _clear(app_module) -> None:
-    for getter in (app_module.get_settings, app_module.get_model, app_module.get_service):
-        getter.cache_clear()
+    """Every cached getter of app.py (settings, model, service, the jobs' store and service),
+    so that a test's environment (a moto server's endpoint, a jobs bucket) is read afresh."""
+    for name in dir(app_module):
+        getter = getattr(app_module, name)
+        if name.startswith("get_") and hasattr(getter, "cache_clear"):
+            getter.cache_clear()
 
 
 def run_isolated(code: str, *args: str, **env: str) -> str:
