@@ -7,8 +7,8 @@ and the CORS rule a browser's presigned POST needs; the rules use chalicelib.job
 patterns, the ones the deployed rules use. Where AWS would invoke the function, each rule
 targets an SQS queue instead, which the relay (relay.py) reads. SES needs a verified sender
 before it sends (moto keeps the mail, it sends nothing), and webhooks are signed with a
-Standard Webhooks secret read from Secrets Manager. Lifecycle rules are left out: moto never
-applies them, and a local stack lives for minutes.
+Standard Webhooks secret read from an SSM SecureString parameter. Lifecycle rules are left out:
+moto never applies them, and a local stack lives for minutes.
 """
 import base64
 import json
@@ -42,7 +42,7 @@ def names(app_name: str, stage: str, environ: Dict[str, str]) -> Dict[str, str]:
     <app>-<stage>-jobs and so on."""
     return {"bucket": environ.get(JOBS_BUCKET) or f"{app_name}-{stage}-jobs",
             "sender": environ.get(SES_SENDER) or DEFAULT_SENDER,
-            "secret": environ.get(WEBHOOK_SECRET_NAME) or f"{app_name}-{stage}/webhook-secret",
+            "secret": environ.get(WEBHOOK_SECRET_NAME) or f"/{app_name}/{stage}/webhook-secret",
             "prefix": f"{app_name}-{stage}"}
 
 
@@ -61,7 +61,7 @@ def provision(client: Any, app_name: str, stage: str, origins: Iterable[str],
         queues[function] = rule_to_queue(sqs, events, f"{named['prefix']}-{function}", pattern,
                                          visibility_s[function])
     client("ses").verify_email_identity(EmailAddress=named["sender"])
-    put_webhook_secret(client("secretsmanager"), named["secret"])
+    put_webhook_secret(client("ssm"), named["secret"])
     return Resources(bucket=bucket, queues=queues, ses_sender=named["sender"],
                      webhook_secret_name=named["secret"])
 
@@ -99,9 +99,10 @@ def rule_to_queue(sqs: Any, events: Any, name: str, pattern: Dict[str, Any],
 
 
 def new_webhook_secret() -> str:
-    """whsec_ + base64 of 24 random bytes: the Standard Webhooks secret format."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    """whsec_ + base64 of 32 random bytes: the Standard Webhooks secret format."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def put_webhook_secret(secretsmanager: Any, name: str, value: Optional[str] = None) -> None:
-    secretsmanager.create_secret(Name=name, SecretString=value or new_webhook_secret())
+def put_webhook_secret(ssm: Any, name: str, value: Optional[str] = None) -> None:
+    """A SecureString parameter, as the operator makes it on AWS (notify.create_command)."""
+    ssm.put_parameter(Name=name, Type="SecureString", Value=value or new_webhook_secret())

@@ -213,8 +213,8 @@ def banner(options: Options, emulator: emulators.Emulator, resources: Resources)
         f"  e-mail from  {resources.ses_sender}  (moto's SES keeps the mail; none is sent)",
         f"  webhooks     signed with the secret {secret}; read it with",
         f"               AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws "
-        f"--endpoint-url {emulator.endpoint} --region {emulators.REGION} secretsmanager "
-        f"get-secret-value --secret-id {secret} --query SecretString --output text",
+        f"--endpoint-url {emulator.endpoint} --region {emulators.REGION} ssm get-parameter "
+        f"--name {secret} --with-decryption --query Parameter.Value --output text",
     ]
     for line in lines:
         say(line)
