@@ -112,8 +112,13 @@ def upload_page():
     heatmap. No authorizer: it holds no data, and a Cognito sign-in returns to it."""
     from chalicelib.web import page
     settings = get_settings()
-    return Response(body=page.render(settings.max_upload_bytes, settings.auth),
-                    headers=dict(page.headers(settings.max_upload_bytes, settings.auth)))
+    limit, auth, jobs = settings.max_upload_bytes, settings.auth, settings.jobs
+    origin = None
+    if page.job_limit(limit, jobs):  # larger files go the jobs way, straight to the bucket
+        from chalicelib.jobs.clients import upload_origin
+        origin = upload_origin(jobs.bucket)
+    return Response(body=page.render(limit, auth, jobs),
+                    headers=dict(page.headers(limit, auth, jobs, origin)))
 
 
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)

@@ -2,14 +2,19 @@
 Lambda would otherwise report only at attach time or, worse, as a timeout on the first request:
 an access point in another region or VPC, no mount target in the function's zones, no NFS path;
 for the loader, an upload bucket that is missing or in another region, and subnets without a
-route to S3 (the loader would hang on S3 until its 900 s timeout).
+route to S3 (the loader would hang on S3 until its 900 s timeout); for the jobs path, a jobs
+bucket in another region, subnets of the API and the worker without a route to S3, an SES
+sender that is not verified, and a webhook secret that does not exist.
 """
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Set
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from botocore.exceptions import ClientError
 
+from chalicelib.settings import JOBS_BUCKET as ENV_JOBS_BUCKET
+from chalicelib.settings import SES_SENDER as ENV_SES_SENDER
+from chalicelib.settings import WEBHOOK_SECRET_NAME as ENV_WEBHOOK_SECRET
 from deploy.errors import DeployError
 from deploy.settings import CONFIG
 
@@ -161,31 +166,66 @@ def _describe(call: Any, config_key: str, what: str, ids: List[str]) -> List[Dic
     return found
 
 
-def check_upload_path(s3: Any, ec2: Any, stage: str, bucket: str, region: str,
-                      subnet_ids: List[str]) -> str:
-    """The loader reads the upload bucket from inside the VPC: the bucket must exist in the
-    function's region and every subnet must route to S3, through a gateway endpoint (free) or
-    a NAT gateway. Returns how S3 is reached, for the log."""
+def bucket_region(s3: Any, config_key: str, bucket: str) -> Optional[str]:
+    """The bucket's region, or None when no bucket has that name; another account's (or one
+    this identity may not locate) is refused."""
     try:
         location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
     except ClientError as error:
         code = error.response["Error"]["Code"]
         if code in ("NoSuchBucket", "404"):
-            raise DeployError(f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} does not "
-                              f"exist: create it (private) in {region} first") from None
-        if code in ("AccessDenied", "403"):
-            raise DeployError(f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} belongs to "
-                              "another account, or this identity may not "
-                              "s3:GetBucketLocation on it") from None
+            return None
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            raise DeployError(f"{config_key}: bucket {bucket} belongs to another account, or "
+                              "this identity may not s3:GetBucketLocation on it") from None
         raise
-    bucket_region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location,
-                                                                                location)
-    if bucket_region != region:
-        raise DeployError(
-            f"{key(stage, 'efs_upload_bucket')}: bucket {bucket} is in {bucket_region}, the "
-            f"functions in {region}. The loader reaches S3 through the VPC's gateway endpoint, "
-            f"which serves only its own region's buckets: use a bucket in {region}.")
+    return {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
 
+
+def check_upload_path(s3: Any, ec2: Any, stage: str, bucket: str, region: str,
+                      subnet_ids: List[str]) -> str:
+    """The loader reads the upload bucket from inside the VPC: the bucket must exist in the
+    function's region and every subnet must route to S3, through a gateway endpoint (free) or
+    a NAT gateway. Returns how S3 is reached, for the log."""
+    bucket_key = key(stage, "efs_upload_bucket")
+    found = bucket_region(s3, bucket_key, bucket)
+    if found is None:
+        raise DeployError(f"{bucket_key}: bucket {bucket} does not exist: create it (private) "
+                          f"in {region} first")
+    if found != region:
+        raise DeployError(
+            f"{bucket_key}: bucket {bucket} is in {found}, the functions in {region}. The "
+            f"loader reaches S3 through the VPC's gateway endpoint, which serves only its own "
+            f"region's buckets: use a bucket in {region}.")
+    return check_s3_route(ec2, stage, region, subnet_ids,
+                          f"the loader runs in the VPC and could not read s3://{bucket}")
+
+
+def check_jobs_bucket(s3: Any, ec2: Any, stage: str, bucket: str, region: str,
+                      subnet_ids: List[str]) -> Tuple[bool, str]:
+    """The jobs bucket, if it exists, must be in the functions' region: S3 sends a bucket's
+    events to EventBridge in the bucket's own region (where Chalice puts the rules), and the
+    gateway endpoint serves only its region's buckets. The subnets of the functions in the VPC
+    that use it (the API, the worker) must route to S3. Returns (whether it exists, how S3 is
+    reached); a missing bucket is created by the deploy."""
+    bucket_key = key(stage, f"environment_variables.{ENV_JOBS_BUCKET}")
+    found = bucket_region(s3, bucket_key, bucket)
+    if found is not None and found != region:
+        raise DeployError(
+            f"{bucket_key}: bucket {bucket} is in {found}, the functions in {region}. Its "
+            f"events reach EventBridge only in {found}, and the VPC's gateway endpoint serves "
+            f"only {region}'s buckets: name a bucket in {region} (or a new name: the deploy "
+            "creates it).")
+    reach = check_s3_route(ec2, stage, region, subnet_ids,
+                           f"the API and the worker run in the VPC and could not reach the jobs "
+                           f"bucket s3://{bucket}")
+    return found is not None, reach
+
+
+def check_s3_route(ec2: Any, stage: str, region: str, subnet_ids: List[str],
+                   consequence: str) -> str:
+    """Every subnet routes to S3, through a gateway endpoint (free) or a NAT gateway; returns
+    how, for the log."""
     subnets = ec2.describe_subnets(SubnetIds=subnet_ids)["Subnets"]
     vpc_id = subnets[0]["VpcId"]
     endpoints = ec2.describe_vpc_endpoints(Filters=[
@@ -206,10 +246,52 @@ def check_upload_path(s3: Any, ec2: Any, stage: str, bucket: str, region: str,
         else:
             raise DeployError(
                 f"{key(stage, 'subnet_ids')}: subnet {subnet} has no route to S3 (route table "
-                f"{table['RouteTableId']}): the loader runs in the VPC and could not read "
-                f"s3://{bucket}. Create a gateway endpoint for com.amazonaws.{region}.s3 in "
-                f"{vpc_id} with route table {table['RouteTableId']} (gateway endpoints are free).")
+                f"{table['RouteTableId']}): {consequence}. Create a gateway endpoint for "
+                f"com.amazonaws.{region}.s3 in {vpc_id} with route table "
+                f"{table['RouteTableId']} (gateway endpoints are free).")
     return " and ".join(sorted(ways))
+
+
+def check_ses_sender(ses: Any, stage: str, sender: str, region: str) -> str:
+    """The notifier sends from XRAY_SES_SENDER: SES must have verified that address, or its
+    domain, in the functions' region (identities are regional). Returns which was verified."""
+    domain = sender.rpartition("@")[2]
+    found = ses.get_identity_verification_attributes(
+        Identities=[sender, domain])["VerificationAttributes"]
+    for identity in (sender, domain):
+        if (found.get(identity) or {}).get("VerificationStatus") == "Success":
+            return "address" if identity == sender else f"domain {domain}"
+    statuses = sorted({(found.get(i) or {}).get("VerificationStatus", "not requested")
+                       for i in (sender, domain)})
+    raise DeployError(
+        f"{key(stage, f'environment_variables.{ENV_SES_SENDER}')}: the sender (an address at "
+        f"{domain}) is not a verified SES identity in {region} ({', '.join(statuses)}), so the "
+        f"notifier could send no e-mail. Verify it: aws ses verify-email-identity --region "
+        f"{region} --email-address <the {ENV_SES_SENDER} address> (then open the link SES "
+        f"mails to it), or verify the domain: aws ses verify-domain-identity --region {region} "
+        f"--domain {domain}; or leave {ENV_SES_SENDER} empty for no e-mail.")
+
+
+def check_webhook_secret(secrets: Any, stage: str, name: str, region: str) -> str:
+    """The notifier signs webhooks with the secret XRAY_WEBHOOK_SECRET_NAME names: it must
+    exist (and not be scheduled for deletion) in the functions' region. Its value is never read
+    here. Returns the secret's ARN."""
+    config_key = key(stage, f"environment_variables.{ENV_WEBHOOK_SECRET}")
+    create = (f"aws secretsmanager create-secret --region {region} --name {name} "
+              "--secret-string \"whsec_$(openssl rand -base64 32)\"")
+    try:
+        found = secrets.describe_secret(SecretId=name)
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ResourceNotFoundException":
+            raise DeployError(f"{config_key}: no secret {name} in {region}, so the notifier "
+                              f"could sign no webhook. Create it: {create}; or leave "
+                              f"{ENV_WEBHOOK_SECRET} empty for no webhooks.") from None
+        raise
+    if found.get("DeletedDate"):
+        raise DeployError(f"{config_key}: secret {name} is scheduled for deletion: restore it "
+                          f"(aws secretsmanager restore-secret --secret-id {name}) or create "
+                          f"another: {create}")
+    return str(found["ARN"])
 
 
 def _route_table(ec2: Any, vpc_id: str, subnet_id: str) -> Dict[str, Any]:

@@ -55,8 +55,17 @@ def function_arns(project_dir: Path, stage: str, names: Iterable[str]) -> Dict[s
         if name not in functions:
             raise DeployError(f"{project_dir / DEPLOYED / f'{stage}.json'} lists no "
                               f"lambda_function {name!r}: deploy the current app.py (it declares "
-                              "both functions)")
+                              "every function)")
     return {name: functions[name] for name in names}
+
+
+def event_rules(project_dir: Path, stage: str) -> Dict[str, str]:
+    """The EventBridge rule Chalice made for each event-driven function (on_cw_event and
+    schedule): Chalice's function name -> rule name."""
+    return {resource["name"][:-len("-event")]: resource["rule_name"]
+            for resource in deployed_resources(project_dir, stage)
+            if resource.get("resource_type") in ("cloudwatch_event", "scheduled_event")
+            and str(resource.get("name", "")).endswith("-event") and resource.get("rule_name")}
 
 
 def rest_api_id(project_dir: Path, stage: str) -> str:

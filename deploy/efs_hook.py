@@ -1,6 +1,7 @@
-"""Post-deploy hook: attaches the EFS access point to both functions Chalice just deployed, the
-API (api_handler, which mounts read-only by its role) and the loader (efs_loader, the only
-writer), at the same mount path.
+"""Post-deploy hook: attaches the EFS access point to the functions Chalice just deployed that
+mount it (deploy/settings.EFS_FUNCTIONS), at the same mount path: the API (api_handler) and the
+job worker (job_worker), which mount read-only by their roles, and the loader (efs_loader), the
+only writer. The notifier and the sweeper run outside the VPC and mount nothing.
 
 Chalice has no EFS setting and never sends FileSystemConfigs, so a later `chalice deploy` leaves
 an attachment alone; this hook makes one, waits for Lambda to apply it and reads it back.
@@ -39,9 +40,10 @@ def deployed_functions(project_dir: Path, stage: str, settings: StageSettings) -
 
 def attach_all(lambda_: Any, ec2: Any, efs: Any, iam: Any, settings: StageSettings,
                arns: Dict[str, str]) -> List[str]:
-    """Attaches the access point to the functions in `arns` (Chalice name -> ARN); returns the
-    names an update was sent to. All are checked first, so a problem with one changes none."""
-    targets = [Target(f, arns[f.name]) for f in settings.functions if f.name in arns]
+    """Attaches the access point to the functions in `arns` (Chalice name -> ARN) that mount
+    EFS; returns the names an update was sent to. All are checked first, so a problem with one
+    changes none."""
+    targets = [Target(f, arns[f.name]) for f in settings.efs_functions if f.name in arns]
     pending = [t for t in targets if _check(lambda_, ec2, efs, iam, settings, t)]
     for target in pending:
         try:

@@ -2,16 +2,20 @@
 
     .venv/bin/python -m deploy.package --stage prod --out build/cloudformation
 
-validates the stage offline (as `python -m deploy` does), writes .chalice/policy-<stage>.json
-and .chalice/policy-<stage>-loader.json (Chalice puts each into its function's own role: the
-API's read-only ClientMount; the loader's ClientMount + ClientWrite and s3:GetObject on the
-upload prefix), and runs `chalice package --stage <stage> --merge-template <merge> <out>`, where
-the merge template adds what Chalice cannot express: both functions' FileSystemConfigs (and
-their VpcConfig, restated so that everything EFS needs is visible in one file), API Gateway's
-own error answers with CORS headers in the REST API's Swagger (deploy/gateway_responses.py),
-and, when XRAY_AUTH has api_key, the API key, the usage plan on the API's stage and their
-association (what deploy/api_keys.py makes on the `python -m deploy` path). <out> then holds
-sam.json, deployment.zip and efs-merge-template.json. Needs no AWS access.
+validates the stage offline (as `python -m deploy` does), writes each function's policy file
+(.chalice/policy-<stage>[-loader|-worker|-notifier|-sweeper].json: Chalice puts each into its
+function's own role), and runs `chalice package --stage <stage> --merge-template <merge> <out>`,
+where the merge template adds what Chalice cannot express: the FileSystemConfigs of the
+functions that mount EFS (the API, the loader, the job worker; their VpcConfig restated so that
+everything EFS needs is visible in one file), the jobs bucket (deploy/jobs_bucket.py: created by
+the stack, since CloudFormation cannot turn on EventBridge notifications of a bucket it did not
+create; its CORS rule names the REST API's origin with Fn::Sub), API Gateway's own error answers
+with CORS headers in the REST API's Swagger (deploy/gateway_responses.py), and, when XRAY_AUTH
+has api_key, the API key, the usage plan on the API's stage and their association (what
+deploy/api_keys.py makes on the `python -m deploy` path). Chalice itself turns the worker's and
+the notifier's on_cw_event into CloudWatchEvent events (EventBridge rules) and the sweeper's
+schedule into a Schedule event; check_merged reads all of it back. <out> then holds sam.json,
+deployment.zip and efs-merge-template.json. Needs no AWS access.
 """
 import argparse
 import json
@@ -22,12 +26,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from deploy import gateway_responses
+from deploy import gateway_responses, jobs_bucket
 from deploy.api_keys import read_value_command
 from deploy.deploy import chalice_command
 from deploy.errors import DeployError
 from deploy.policy import write_policy
-from deploy.settings import API, FunctionSettings, StageSettings, load_stage
+from deploy.settings import API, SWEEPER, FunctionSettings, StageSettings, load_stage
+from deploy.triggers import event_patterns, sweep_schedule
 
 MERGE_NAME = "efs-merge-template.json"
 SAM_FUNCTION = "AWS::Serverless::Function"
@@ -47,7 +52,8 @@ def merge_template(settings: StageSettings) -> Dict[str, Any]:
         "FileSystemConfigs": settings.file_system_configs,
         "VpcConfig": {"SubnetIds": function.subnet_ids,
                       "SecurityGroupIds": function.security_group_ids},
-    }} for function in settings.functions}
+    }} for function in settings.efs_functions}
+    resources[jobs_bucket.LOGICAL_ID] = jobs_bucket.cloudformation_resource(settings)
     resources[REST_API] = {"Properties": {"DefinitionBody": {
         gateway_responses.SWAGGER_KEY: gateway_responses.gateway_responses(
             settings.cors_origins)}}}
@@ -86,20 +92,46 @@ def api_key_resources(settings: StageSettings) -> Dict[str, Any]:
 
 
 def check_merged(settings: StageSettings, template: Dict[str, Any]) -> None:
-    """A merge into a logical id Chalice did not make would add a typeless resource."""
+    """A merge into a logical id Chalice did not make would add a typeless resource; and the
+    triggers must be the stage's (deploy/triggers.py)."""
+    resources = template["Resources"]
     for function in settings.functions:
-        resource = template["Resources"].get(logical_id(function), {})
-        if resource.get("Type") != SAM_FUNCTION or resource["Properties"].get(
-                "FileSystemConfigs") != settings.file_system_configs:
+        resource = resources.get(logical_id(function), {})
+        properties = resource.get("Properties", {})
+        mounts = properties.get("FileSystemConfigs")
+        if resource.get("Type") != SAM_FUNCTION or mounts != (
+                settings.file_system_configs if function.mounts_efs else None):
             raise DeployError(f"chalice package made no {SAM_FUNCTION} "
                               f"{logical_id(function)} for {function.name}: the merge template "
                               "no longer matches Chalice's logical ids")
+        if not function.in_vpc and "VpcConfig" in properties:
+            raise DeployError(f"{logical_id(function)} ({function.name}) is in a VPC, where it "
+                              "would reach neither SES nor webhook URLs without a NAT gateway")
+    for name, pattern in event_patterns(settings).items():
+        _check_event(resources, settings.function(name), "CloudWatchEvent", "Pattern", pattern)
+    _check_event(resources, settings.function(SWEEPER), "Schedule", "Schedule",
+                 sweep_schedule(settings))
+    bucket = resources.get(jobs_bucket.LOGICAL_ID, {})
+    if bucket.get("Type") != "AWS::S3::Bucket" or bucket.get("Properties", {}).get(
+            "BucketName") != settings.jobs_bucket:
+        raise DeployError(f"the template holds no AWS::S3::Bucket {jobs_bucket.LOGICAL_ID} "
+                          f"named {settings.jobs_bucket}")
     body = template["Resources"].get(REST_API, {}).get("Properties", {}).get("DefinitionBody")
     if not isinstance(body, dict) or gateway_responses.SWAGGER_KEY not in body \
             or "paths" not in body:
         raise DeployError(f"chalice package made no {REST_API} with a Swagger DefinitionBody "
                           "to merge the Gateway Responses into: the merge template no longer "
                           "matches Chalice's logical ids")
+
+
+def _check_event(resources: Dict[str, Any], function: FunctionSettings, kind: str, field: str,
+                 wanted: Any) -> None:
+    events = resources.get(logical_id(function), {}).get("Properties", {}).get("Events") or {}
+    found = [e.get("Properties", {}).get(field) for e in events.values() if e.get("Type") == kind]
+    if found != [wanted]:
+        raise DeployError(f"chalice package gave {logical_id(function)} ({function.name}) the "
+                          f"{kind} events {found!r}, not the stage's {wanted!r}: app.py was "
+                          "imported with other values than the stage's")
 
 
 def package(project_dir: Path, stage: str, out: Path) -> Path:

@@ -2,7 +2,7 @@
 before anything touches AWS. Chalice ignores the keys it does not know (efs_access_point_arn,
 efs_upload_bucket), so every user value lives in that one file.
 
-The app has two Lambda functions, and each is validated with the values Chalice will give it:
+The app has five Lambda functions, and each is validated with the values Chalice will give it:
 they are looked up with Chalice's own Config, scoped to the function, so a per-function override
 (`stages.<stage>.lambda_functions.<name>`) is seen exactly as `chalice deploy` sees it.
 
@@ -10,12 +10,26 @@ they are looked up with Chalice's own Config, scoped to the function, so a per-f
 - efs_loader: installs archives from S3 onto EFS (python -m vendor_efs.ship). The only writer:
   its own role (policy-<stage>-loader.json), a long timeout, and reserved concurrency 1 so that
   two installs never race.
+- job_worker: classifies job uploads and bucket batch inputs (chalicelib/jobs/worker.py). In the
+  VPC with a read-only mount, like the API (it loads the same model), with a longer timeout.
+- job_notifier, job_sweeper: e-mail/webhooks, and the scheduled sweep. OUTSIDE the VPC (their
+  own `"subnet_ids": [], "security_group_ids": []`): SES and webhook URLs are on the internet,
+  which a function in the VPC reaches only through a NAT gateway (billed by the hour); neither
+  needs EFS. The sweeper runs one at a time and finishes before its next run.
+
+The jobs path's variables (XRAY_JOBS_BUCKET and the rest of chalicelib.settings.JobSettings) are
+read with the app's own parser, stage-wide only: app.py builds the EventBridge rules and the
+schedule from them when Chalice imports it, with the stage's variables, so a per-function value
+would make a function disagree with its own trigger. The jobs bucket must not be the EFS upload
+bucket: the deploy owns the jobs bucket's whole lifecycle, CORS and notification
+configuration (its lifecycle rules delete objects by prefix, its CORS rule lets browsers
+post to it), none of which belongs on the bucket that holds the runtime and model archives.
 
 Who may call the API (XRAY_AUTH, chalicelib/web/auth.py) is checked here too: a known mode, the
 user pool ARNs cognito needs, never none on prod (an open API by a forgotten line), and for
 api_key stages the usage plan (the project key `usage_plan`: throttle and quota) the deploy
 commands create. XRAY_CORS_ORIGINS is parsed as the app will, since the Gateway Responses name
-the allowed origin (deploy/gateway_responses.py).
+the allowed origin (deploy/gateway_responses.py), and so does the jobs bucket's CORS rule.
 """
 import re
 from dataclasses import dataclass
@@ -24,12 +38,14 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from chalice.config import Config
 
+from chalicelib import settings as app_settings
 from chalicelib.settings import AUTH as ENV_AUTH
 from chalicelib.settings import CORS_ORIGINS as ENV_CORS_ORIGINS
 from chalicelib.settings import EFS_ROOT as ENV_EFS_ROOT
+from chalicelib.settings import JOBS_BUCKET as ENV_JOBS_BUCKET
 from chalicelib.settings import MODEL_PATH as ENV_MODEL
 from chalicelib.settings import PACKAGES_PATH as ENV_PACKAGES
-from chalicelib.settings import AuthSettings, parse_origins
+from chalicelib.settings import AuthSettings, JobSettings, parse_origins
 from deploy.chalice_files import CONFIG, read_config, stage_value
 from deploy.errors import DeployError
 
@@ -48,7 +64,21 @@ IP_ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 # The key prefix vendor_efs.ship uploads under: the only objects the loader may read.
 UPLOAD_PREFIX = "efs-upload/"
 
-API, LOADER = "api_handler", "efs_loader"  # Chalice's resource names (app.py)
+# Chalice's resource names (app.py)
+API, LOADER = "api_handler", "efs_loader"
+WORKER, NOTIFIER, SWEEPER = "job_worker", "job_notifier", "job_sweeper"
+FUNCTIONS = (API, LOADER, WORKER, NOTIFIER, SWEEPER)
+# In the VPC, mounting the access point (the loader read-write, the others read-only), and
+# outside it (no EFS; SES and webhooks without a NAT gateway).
+EFS_FUNCTIONS = (API, LOADER, WORKER)
+OUTSIDE_VPC = (NOTIFIER, SWEEPER)
+# The functions that load the model: torch and the model must lie on the mounted EFS.
+CLASSIFIERS = (API, WORKER)
+# The jobs path's variables (chalicelib.settings.JobSettings): stage-wide only (module docstring).
+JOB_ENV = (ENV_JOBS_BUCKET, app_settings.JOB_MAX_BYTES, app_settings.RESULT_DAYS,
+           app_settings.KEEP_UPLOADS_DAYS, app_settings.UPLOAD_EXPIRES_S,
+           app_settings.SWEEP_MINUTES, app_settings.PUBLIC_URL, app_settings.SES_SENDER,
+           app_settings.WEBHOOK_SECRET_NAME)
 
 # The stage that may never be open (XRAY_AUTH=none): the one the README deploys for real use.
 PROTECTED_STAGE = "prod"
@@ -88,6 +118,19 @@ LIMITS = {
     LOADER: Limits(timeout_s=(120, 900), memory_mb=(1024, 10240), concurrency=(1, 1),
                    timeout_why=" (the loader extracts hundreds of MB onto EFS; Lambda allows "
                    "at most 900 s)", policy_suffix="-loader"),
+    # A job may be the first request of a container (the model loads from EFS) and an image of
+    # up to XRAY_JOB_MAX_BYTES; the same memory as the API holds the same model.
+    WORKER: Limits(timeout_s=(60, 900), memory_mb=(1024, 10240), concurrency=(1, 1000),
+                   timeout_why=" (a cold start loads the model from EFS before a large image is "
+                   "decoded; Lambda allows at most 900 s)", policy_suffix="-worker"),
+    # One e-mail and one webhook, the webhook retried with backoff; no model.
+    NOTIFIER: Limits(timeout_s=(10, 900), memory_mb=(128, 10240), concurrency=(1, 1000),
+                     timeout_why=" (the webhook is retried with backoff; Lambda allows at most "
+                     "900 s)", policy_suffix="-notifier"),
+    # Lists and copies objects; one sweep at a time (two would requeue the same uploads).
+    SWEEPER: Limits(timeout_s=(30, 900), memory_mb=(128, 10240), concurrency=(1, 1),
+                    timeout_why=" (a sweep lists every pending job; Lambda allows at most "
+                    "900 s)", policy_suffix="-sweeper"),
 }
 
 
@@ -108,6 +151,14 @@ class FunctionSettings:
     def writes_efs(self) -> bool:
         return self.name == LOADER
 
+    @property
+    def mounts_efs(self) -> bool:
+        return self.name in EFS_FUNCTIONS
+
+    @property
+    def in_vpc(self) -> bool:
+        return bool(self.subnet_ids)
+
 
 @dataclass(frozen=True)
 class StageSettings:
@@ -122,6 +173,10 @@ class StageSettings:
     upload_bucket: str
     api: FunctionSettings
     loader: FunctionSettings
+    worker: FunctionSettings
+    notifier: FunctionSettings
+    sweeper: FunctionSettings
+    jobs: JobSettings               # the stage's XRAY_JOBS_BUCKET and the rest, as the app reads
     app_name: str = "chest-xray"
     api_stage: str = "api"              # api_gateway_stage: the REST API's stage name
     auth: AuthSettings = AuthSettings()
@@ -136,8 +191,20 @@ class StageSettings:
         return f"{self.app_name}-{self.stage}"
 
     @property
-    def functions(self) -> Tuple[FunctionSettings, FunctionSettings]:
-        return (self.api, self.loader)
+    def functions(self) -> Tuple[FunctionSettings, ...]:
+        return (self.api, self.loader, self.worker, self.notifier, self.sweeper)
+
+    @property
+    def efs_functions(self) -> Tuple[FunctionSettings, ...]:
+        """The functions in the VPC that mount the access point."""
+        return tuple(f for f in self.functions if f.mounts_efs)
+
+    @property
+    def jobs_bucket(self) -> str:
+        return self.jobs.bucket
+
+    def function(self, name: str) -> FunctionSettings:
+        return next(f for f in self.functions if f.name == name)
 
     @property
     def file_system_configs(self) -> List[Dict[str, str]]:
@@ -194,31 +261,88 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettin
                                       config_from_disk=top), key) for key in SHARED}
     auth, origins, plan, warnings = _access(stage, top, api_values["environment_variables"],
                                             problem)
+    jobs = _jobs(stage, top, bucket, problem, report)
     xray_origins: Set[Tuple[str, str]] = set()
-    for name in (API, LOADER):
+    for name in FUNCTIONS:
         xray = Config(chalice_stage=stage, function_name=name, config_from_disk=top).xray_enabled
         if xray is not None and not isinstance(xray, bool):
             xray_origins.add((_origin(top, stage, name, "xray"), repr(xray)))
     for where, got in sorted(xray_origins):  # a stage-wide value once, not once per function
         report(where, f"is Chalice's X-Ray tracing switch and must be true or false; got {got}")
-    api = _function(project_dir, stage, top, API, report)
-    loader = _function(project_dir, stage, top, LOADER, report, api=api_values)
+    found = {API: _function(project_dir, stage, top, API, report)}
+    for name in FUNCTIONS[1:]:
+        found[name] = _function(project_dir, stage, top, name, report, api=api_values)
+    api = found[API]
     mount = api.environment.get(ENV_EFS_ROOT) if api else None
-    if api and loader and loader.environment.get(ENV_EFS_ROOT) != mount:
-        problem(f"lambda_functions.{LOADER}.environment_variables.{ENV_EFS_ROOT}",
-                f"must be the API's mount path {mount!r}: both functions mount the same access "
-                f"point at the same place; got {loader.environment.get(ENV_EFS_ROOT)!r}")
+    for name in EFS_FUNCTIONS[1:]:
+        other = found[name]
+        if api and other and other.environment.get(ENV_EFS_ROOT) != mount:
+            problem(f"lambda_functions.{name}.environment_variables.{ENV_EFS_ROOT}",
+                    f"must be the API's mount path {mount!r}: every function that mounts EFS "
+                    f"mounts the same access point at the same place; got "
+                    f"{other.environment.get(ENV_EFS_ROOT)!r}")
+    sweeper = found[SWEEPER]
+    if sweeper and jobs and sweeper.timeout_s >= jobs.sweep_minutes * 60:
+        report(f"stages.{stage}.lambda_functions.{SWEEPER}.lambda_timeout",
+               f"must be shorter than the sweep's period ({app_settings.SWEEP_MINUTES}="
+               f"{jobs.sweep_minutes} minutes): a sweep still running when the next starts is "
+               f"throttled (reserved concurrency 1); got {sweeper.timeout_s}")
     if problems:
         raise DeployError("the configuration is not ready to deploy:\n  " + "\n  ".join(problems))
-    assert match is not None and api is not None and loader is not None and mount is not None
-    assert auth is not None
+    functions = {name: f for name, f in found.items() if f is not None}
+    assert match is not None and len(functions) == len(FUNCTIONS) and mount is not None
+    assert auth is not None and jobs is not None
     return StageSettings(
         project_dir=project_dir, stage=stage, access_point_arn=arn,
         access_point_id=match["id"], region=match["region"], account=match["account"],
-        partition=match["partition"], mount_path=mount, upload_bucket=bucket, api=api,
-        loader=loader, app_name=str(top.get("app_name")),
+        partition=match["partition"], mount_path=mount, upload_bucket=bucket,
+        api=functions[API], loader=functions[LOADER], worker=functions[WORKER],
+        notifier=functions[NOTIFIER], sweeper=functions[SWEEPER], jobs=jobs,
+        app_name=str(top.get("app_name")),
         api_stage=str(value("api_gateway_stage") or "api"), auth=auth, cors_origins=origins,
         usage_plan=plan, warnings=tuple(warnings))
+
+
+def _jobs(stage: str, top: Dict[str, Any], upload_bucket: Any,
+          problem: Callable[[str, str], None],
+          report: Callable[[str, str], None]) -> Optional[JobSettings]:
+    """The stage's job variables, parsed by the app's own JobSettings from the environment
+    Chalice imports app.py with (the stage's, no function's): what the rules are built from."""
+    env = Config(chalice_stage=stage, config_from_disk=top).environment_variables
+    key = f"environment_variables.{ENV_JOBS_BUCKET}"
+    ok = True
+    sections = [(f"stages.{stage}.lambda_functions",
+                 top["stages"][stage].get("lambda_functions")),
+                ("lambda_functions", top.get("lambda_functions"))]
+    for where, functions in sections:
+        for name, own in sorted((functions or {}).items()):
+            own_env = (own or {}).get("environment_variables") or {}
+            for variable in sorted(set(own_env) & set(JOB_ENV)):
+                ok = False
+                report(f"{where}.{name}.environment_variables.{variable}",
+                       f"set it in stages.{stage}.environment_variables instead: app.py builds "
+                       "the jobs path's rules and schedule from the stage's values when Chalice "
+                       "imports it, so every function must read the same")
+    try:
+        jobs = JobSettings.from_env(env)
+    except ValueError as error:
+        message = str(error)
+        variable = next((v for v in JOB_ENV if message.startswith(v)), ENV_JOBS_BUCKET)
+        problem(f"environment_variables.{variable}", message)
+        return None
+    bucket_problem = _bucket_problem(jobs.bucket or None)
+    if bucket_problem:
+        problem(key, f"{bucket_problem}: name the private S3 bucket that holds this stage's "
+                f"jobs (python -m deploy creates it, in the functions' region, if it does not "
+                f"exist); got {env.get(ENV_JOBS_BUCKET)!r}")
+        ok = False
+    elif jobs.bucket == upload_bucket:
+        problem(key, f"must not be efs_upload_bucket ({upload_bucket}): the deploy sets the "
+                "jobs bucket's whole lifecycle (objects expire by prefix), CORS (browsers post "
+                "to it) and event configuration, none of which belongs on the bucket of the "
+                "runtime and model archives; use a bucket of its own")
+        ok = False
+    return jobs if ok else None
 
 
 def _access(stage: str, top: Dict[str, Any], env: Dict[str, str],
@@ -318,7 +442,7 @@ def _function(project_dir: Path, stage: str, top: Dict[str, Any], name: str,
               report: Callable[[str, str], None],
               api: Optional[Dict[str, Any]] = None) -> Optional[FunctionSettings]:
     """The function's values as Chalice resolves them; problems name where to set them: the
-    stage for the API, stages.<stage>.lambda_functions.efs_loader for the loader."""
+    stage for the API, stages.<stage>.lambda_functions.<name> for the others."""
     chalice = Config(chalice_stage=stage, function_name=name, config_from_disk=top,
                      default_params={"autogen_policy": True})
     limits = LIMITS[name]
@@ -327,7 +451,8 @@ def _function(project_dir: Path, stage: str, top: Dict[str, Any], name: str,
         "subnet_ids", "security_group_ids", "environment_variables", "lambda_memory_size",
         "lambda_timeout", "reserved_concurrency", "iam_policy_file")}
 
-    def problem(key: str, message: str) -> None:
+    def problem(key: str, message: str, own: bool = False) -> None:
+        """own: a problem of this function's even when its value is the API's."""
         found.append(key)
         base = key.split(".")[0]
         origin = _origin(top, stage, name, base)
@@ -337,27 +462,36 @@ def _function(project_dir: Path, stage: str, top: Dict[str, Any], name: str,
             path = origin + rest if ".lambda_functions." in f".{origin}" \
                 else f"stages.{stage}.{key}"
             report(path, message)
-        elif api is not None and base in SHARED and resolved[base] == api.get(base):
+        elif not own and api is not None and base in SHARED and resolved[base] == api.get(base):
             pass  # the same value as the API's, already reported there
         else:
             own_section = f"stages.{stage}.lambda_functions.{name}."
             inherited = "" if origin.startswith(own_section) or origin == UNSET \
-                else f" (inherited from {origin}: give the loader its own value here)"
+                else f" (inherited from {origin}: give {name} its own value here)"
             report(own_section + key, f"{message}{inherited}")
 
-    subnets = _id_list(resolved["subnet_ids"], SUBNET_ID, "subnet-0123456789abcdef0",
-                       lambda m: problem("subnet_ids", m))
-    groups = _id_list(resolved["security_group_ids"], SECURITY_GROUP_ID, "sg-0123456789abcdef0",
-                      lambda m: problem("security_group_ids", m))
+    if name in OUTSIDE_VPC:
+        subnets, groups = [], []
+        for key in ("subnet_ids", "security_group_ids"):
+            if resolved[key] != []:
+                problem(key, "must be [] (subnet_ids and security_group_ids both): this "
+                        "function runs outside the VPC, where it reaches SES and webhook URLs "
+                        "without a NAT gateway, and needs no EFS; got "
+                        f"{resolved[key]!r}", own=True)
+    else:
+        subnets = _id_list(resolved["subnet_ids"], SUBNET_ID, "subnet-0123456789abcdef0",
+                           lambda m: problem("subnet_ids", m))
+        groups = _id_list(resolved["security_group_ids"], SECURITY_GROUP_ID,
+                          "sg-0123456789abcdef0", lambda m: problem("security_group_ids", m))
 
     env = resolved["environment_variables"]
     mount = env.get(ENV_EFS_ROOT)
     env_key = f"environment_variables.{ENV_EFS_ROOT}"
-    if not isinstance(mount, str) or not MOUNT_PATH.match(mount):
+    if name in EFS_FUNCTIONS and (not isinstance(mount, str) or not MOUNT_PATH.match(mount)):
         problem(env_key, f"is where Lambda mounts the access point and must be one folder "
                 f"directly under /mnt/, like /mnt/xray; got {mount!r}")
         mount = None
-    if name == API:
+    if name in CLASSIFIERS:
         for key in (ENV_PACKAGES, ENV_MODEL):
             inner = env.get(key)
             if mount and inner is not None and not str(inner).startswith(mount + "/"):

@@ -12,16 +12,42 @@ ENDPOINT_URL = "AWS_ENDPOINT_URL"  # read by botocore itself; the local stack se
 
 def client(service: str) -> Any:
     import boto3
-    from botocore.config import Config
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = _region()
     if service != "s3":
         return boto3.client(service, region_name=region)
+    return _s3(region, "s3v4")
+
+
+def upload_origin(bucket: str) -> str:
+    """The origin (scheme://host[:port]) of the URL presigned_upload gives for `bucket`'s uploads:
+    the upload page's Content-Security-Policy must name it before any job exists. Asked of an
+    unsigned twin of the jobs' S3 client (no credentials needed, no request sent), so it is the
+    presigner's own addressing: virtual-hosted on the regional endpoint, path-style where
+    botocore falls back to it (a dotted bucket name over https), or the local endpoint."""
+    from urllib.parse import urlsplit
+
+    from botocore import UNSIGNED
+
+    from chalicelib.jobs import layout
+    post = _s3(_region(), UNSIGNED).generate_presigned_post(
+        Bucket=bucket, Key=layout.upload_key("0" * 32))
+    parts = urlsplit(post["url"])
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _s3(region: str, signature_version: Any) -> Any:
+    import boto3
+    from botocore.config import Config
     if os.environ.get(ENDPOINT_URL):
         return boto3.client("s3", region_name=region,
-                            config=Config(signature_version="s3v4",
+                            config=Config(signature_version=signature_version,
                                           s3={"addressing_style": "path"}))
     suffix = ".cn" if region.startswith("cn-") else ""
     return boto3.client("s3", region_name=region,
                         endpoint_url=f"https://s3.{region}.amazonaws.com{suffix}",
-                        config=Config(signature_version="s3v4",
+                        config=Config(signature_version=signature_version,
                                       s3={"addressing_style": "virtual"}))

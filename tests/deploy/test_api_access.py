@@ -75,7 +75,8 @@ def test_gateway_responses_are_put_once_then_left_alone_and_updated_when_origins
 @pytest.fixture
 def keyed_settings(tmp_path):
     project = copy_project(tmp_path / "project")
-    set_stage(project, "prod", **USER_VALUES, environment_variables={"XRAY_AUTH": "iam+api_key"})
+    set_stage(project, "prod", **USER_VALUES)
+    set_stage(project, "prod", environment_variables={"XRAY_AUTH": "iam+api_key"})
     return load_stage(project, "prod")
 
 

@@ -22,8 +22,8 @@ def project(tmp_path):
 
 
 def filled(project, stage: str = "dev", env=None, **values):
-    set_stage(project, stage, **{**USER_VALUES, **values},
-              **({"environment_variables": env} if env else {}))
+    set_stage(project, stage, **USER_VALUES)
+    set_stage(project, stage, **values, **({"environment_variables": env} if env else {}))
     return load_stage(project, stage)
 
 

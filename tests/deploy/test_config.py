@@ -1,6 +1,7 @@
 """The stages in .chalice/config.json and the offline validation of a user's values: every
-mistake is reported at once, each naming its key, before anything touches AWS. Two functions:
-the API (api_handler) and the EFS loader (efs_loader), each with its own policy file."""
+mistake is reported at once, each naming its key, before anything touches AWS. Here the API
+(api_handler) and the EFS loader (efs_loader), each with its own policy file; the jobs path's
+three functions in test_jobs_config.py."""
 import json
 import re
 import shutil
@@ -28,7 +29,8 @@ def project(tmp_path):
 
 
 def filled(project, stage: str = "dev", **values):
-    set_stage(project, stage, **{**USER_VALUES, **values})
+    set_stage(project, stage, **USER_VALUES)
+    set_stage(project, stage, **values)  # environment variables merge key by key
     return load_stage(project, stage)
 
 
@@ -46,6 +48,9 @@ def test_each_stage_is_ready_once_the_user_values_are_filled_in(project, stage):
     assert loader.policy_file.name == f"policy-{stage}-loader.json"
     assert loader.environment["XRAY_EFS_ROOT"] == "/mnt/xray"
     assert loader.subnet_ids == api.subnet_ids == USER_VALUES["subnet_ids"]
+    assert [f.name for f in settings.functions] == [
+        "api_handler", "efs_loader", "job_worker", "job_notifier", "job_sweeper"]
+    assert [f.name for f in settings.efs_functions] == ["api_handler", "efs_loader", "job_worker"]
 
 
 def test_the_committed_stages_share_the_chalice_settings_efs_needs():
@@ -57,9 +62,11 @@ def test_the_committed_stages_share_the_chalice_settings_efs_needs():
         assert own["subnet_ids"] and own["security_group_ids"]  # always together
         assert own["iam_policy_file"] == f"policy-{stage}.json"
         assert "efs_upload_bucket" in own
-        assert own["lambda_functions"] == {"efs_loader": {
+        assert own["lambda_functions"]["efs_loader"] == {
             "iam_policy_file": f"policy-{stage}-loader.json", "lambda_timeout": 900,
-            "lambda_memory_size": 2048, "reserved_concurrency": 1}}
+            "lambda_memory_size": 2048, "reserved_concurrency": 1}
+        assert sorted(own["lambda_functions"]) == ["efs_loader", "job_notifier", "job_sweeper",
+                                                   "job_worker"]
     assert "lambda_functions" not in config  # nothing that could reach the API by accident
 
 
@@ -85,11 +92,13 @@ def test_the_committed_placeholders_fail_naming_every_user_key(project):
     with pytest.raises(DeployError) as caught:
         load_stage(project, "prod")
     for key in ("stages.prod.subnet_ids", "stages.prod.security_group_ids",
-                "stages.prod.efs_access_point_arn", "stages.prod.efs_upload_bucket"):
+                "stages.prod.efs_access_point_arn", "stages.prod.efs_upload_bucket",
+                "stages.prod.environment_variables.XRAY_JOBS_BUCKET"):
         assert key in str(caught.value)
-    # the loader inherits the same ids: each wrong value is reported once, where it is set
+    # the loader and the worker inherit the same ids: each wrong value is reported once, where
+    # it is set (the notifier and the sweeper have their own, empty, lists)
     assert "lambda_functions" not in str(caught.value)
-    assert len(str(caught.value).splitlines()) == 1 + 4
+    assert len(str(caught.value).splitlines()) == 1 + 5
 
 
 @pytest.mark.parametrize("values, key", [
@@ -192,12 +201,16 @@ def test_the_api_policy_allows_a_read_only_mount_through_the_access_point_and_no
     settings = filled(project)
     document = policy_document(settings, settings.api)
     assert document == policy_document(settings)  # the API's is the default
-    assert [s["Sid"] for s in document["Statement"]] == [
+    assert [s["Sid"] for s in document["Statement"]][:3] == [
         "Logs", "VpcNetworkInterfaces", "EfsReadOnlyMountThroughAccessPoint"]
     actions = actions_of(document)
     assert [a for a in actions if a.startswith("elasticfilesystem:")] == [
         "elasticfilesystem:ClientMount"]
-    assert not any(a.startswith("s3:") for a in actions)
+    # S3 only on the jobs bucket (its grants: test_jobs_config.py), never the upload bucket
+    s3 = [s for s in document["Statement"] if "s3:" in str(s["Action"])]
+    assert s3 and all(r.startswith("arn:aws:s3:::chest-xray-jobs-eu-west-1") for s in s3
+                      for r in ([s["Resource"]] if isinstance(s["Resource"], str)
+                                else s["Resource"]))
     assert not any(a.endswith("*") for a in actions)
     assert allows_mount(document, settings.access_point_arn)
     assert not allows_mount(document, settings.access_point_arn, "elasticfilesystem:ClientWrite")
@@ -235,7 +248,7 @@ def test_the_loader_policy_is_exactly_logs_vpc_read_write_mount_and_the_upload_p
     assert not allows_mount(document, arn, "elasticfilesystem:ClientRootAccess")
 
 
-def test_given_xray_tracing_then_both_policies_allow_the_trace_writes_and_only_then(project):
+def test_given_xray_tracing_then_every_policy_allows_the_trace_writes_and_only_then(project):
     settings = filled(project)
     assert not any(a.startswith("xray:") for f in settings.functions
                    for a in actions_of(policy_document(settings, f)))
@@ -256,7 +269,9 @@ def test_the_partition_comes_from_the_access_point(project):
 
 def test_the_policy_files_are_written_once_and_then_left_alone(project):
     settings = filled(project)
-    assert write_policy(settings) == ["policy-dev.json", "policy-dev-loader.json"]
+    assert write_policy(settings) == ["policy-dev.json", "policy-dev-loader.json",
+                                      "policy-dev-worker.json", "policy-dev-notifier.json",
+                                      "policy-dev-sweeper.json"]
     for function in settings.functions:
         assert json.loads(function.policy_file.read_text()) == policy_document(settings,
                                                                                function)

@@ -36,7 +36,9 @@ def project(tmp_path):
 def account(aws) -> tuple:
     return (sorted(f["FunctionName"] for f in aws.client("lambda").list_functions()["Functions"]),
             sorted(r["RoleName"] for r in aws.client("iam").list_roles()["Roles"]),
-            len(aws.client("apigateway").get_rest_apis()["items"]))
+            len(aws.client("apigateway").get_rest_apis()["items"]),
+            sorted(b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]),
+            len(aws.client("events").list_rules()["Rules"]))
 
 
 def refused(project, aws, *expected: str, region: str = "us-east-1") -> str:
@@ -45,7 +47,7 @@ def refused(project, aws, *expected: str, region: str = "us-east-1") -> str:
     assert done.returncode == 2, done.stdout + done.stderr
     for text in expected:
         assert text in done.stderr, done.stderr
-    # refused before anything was deployed: no function, role or API was created
+    # refused before anything was deployed: no function, role, API or bucket was created
     assert account(aws) == before
     assert not (project / ".chalice" / "deployed").exists()
     return done.stderr
@@ -62,7 +64,8 @@ def test_subnets_without_security_groups_are_refused(project, aws, network):
 
 
 def test_a_mount_path_outside_mnt_is_refused(project, aws, network):
-    set_stage(project, "dev", **user_values(network), environment_variables={
+    set_stage(project, "dev", **user_values(network))
+    set_stage(project, "dev", environment_variables={
         "XRAY_EFS_ROOT": "/efs/xray", "XRAY_PACKAGES_PATH": "/efs/xray/packages",
         "XRAY_MODEL_PATH": "/efs/xray/models/current"})
     refused(project, aws, "environment_variables.XRAY_EFS_ROOT", "/mnt/")
@@ -118,6 +121,37 @@ def test_subnets_without_a_route_to_s3_are_refused(project, aws):
     set_stage(project, "dev", **user_values(closed))
     refused(project, aws, "stages.dev.subnet_ids", "no route to S3",
             "com.amazonaws.us-east-1.s3", closed.vpc_id)
+
+
+def test_a_jobs_bucket_in_another_region_is_refused(project, aws, network):
+    aws.client("s3", "us-west-2").create_bucket(
+        Bucket="jobs-in-oregon", CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
+    set_stage(project, "dev", **user_values(network))
+    set_stage(project, "dev", environment_variables={"XRAY_JOBS_BUCKET": "jobs-in-oregon"})
+    refused(project, aws, "stages.dev.environment_variables.XRAY_JOBS_BUCKET",
+            "jobs-in-oregon is in us-west-2", "EventBridge only in us-west-2")
+
+
+def test_an_unverified_ses_sender_is_refused_with_the_commands_that_verify_it(project, aws,
+                                                                              network):
+    set_stage(project, "dev", **user_values(network))
+    set_stage(project, "dev", environment_variables={"XRAY_SES_SENDER": "xray@example.org"})
+    stderr = refused(project, aws, "stages.dev.environment_variables.XRAY_SES_SENDER",
+                     "not a verified SES identity in us-east-1",
+                     "aws ses verify-email-identity --region us-east-1",
+                     "aws ses verify-domain-identity --region us-east-1 --domain example.org")
+    assert "xray@example.org" not in stderr  # an address is never printed in full
+
+
+def test_a_webhook_secret_that_does_not_exist_is_refused_with_the_command_to_create_it(
+        project, aws, network):
+    set_stage(project, "dev", **user_values(network))
+    set_stage(project, "dev", environment_variables={
+        "XRAY_WEBHOOK_SECRET_NAME": "chest-xray/dev/webhook"})
+    refused(project, aws, "stages.dev.environment_variables.XRAY_WEBHOOK_SECRET_NAME",
+            "no secret chest-xray/dev/webhook in us-east-1",
+            "aws secretsmanager create-secret --region us-east-1 --name "
+            "chest-xray/dev/webhook --secret-string \"whsec_$(openssl rand -base64 32)\"")
 
 
 # --- the hook against functions deployed some other way -----------------------------------

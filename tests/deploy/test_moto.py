@@ -1,11 +1,17 @@
 """The one deploy command, run for real (`python -m deploy --stage dev`: chalice deploy + the EFS
 hook) against a local moto server holding the VPC, EFS, upload bucket and S3 gateway endpoint a
-user creates first. Two functions: the API and the EFS loader, each with its own size and role,
-both mounting the access point. Deployed twice: the second run must keep VPC and EFS attached
-and change nothing else. Then the same stage is switched to iam+api_key, as a user would: the
-deploy makes the API key, the usage plan and the association once, and a changed usage plan is
-updated in place. moto's gaps are bridged by tests/support/moto_shim.py, which also records
-the exact requests the hook sends and API Gateway's write operations."""
+user creates first. Five functions: the API, the EFS loader and the job worker, each with its
+own size and role, all mounting the access point; the job notifier and sweeper outside the VPC.
+The jobs path on the same deploy: the EventBridge rules Chalice made (the patterns of
+chalicelib/jobs/events.py, targeting the deployed functions) and the schedule, the jobs bucket
+the deploy created and configured, and the trigger proven end to end: an upload's S3 event
+reaches the worker's rule (moto cannot run Lambda code: the shim records the delivery to the
+function, and an SQS target added by the test receives the same event). Deployed twice: the
+second run must keep VPC and EFS attached and change nothing else. Then the same stage is
+switched to iam+api_key, as a user would: the deploy makes the API key, the usage plan and the
+association once, and a changed usage plan is updated in place. moto's gaps are bridged by
+tests/support/moto_shim.py, which also records the exact requests the hook sends and API
+Gateway's write operations."""
 import json
 
 import pytest
@@ -18,9 +24,19 @@ pytestmark = pytest.mark.aws_emulator
 
 FUNCTION = "chest-xray-dev"
 LOADER = "chest-xray-dev-efs_loader"
+WORKER = "chest-xray-dev-job_worker"
+NOTIFIER = "chest-xray-dev-job_notifier"
+SWEEPER = "chest-xray-dev-job_sweeper"
+FUNCTIONS = sorted([FUNCTION, LOADER, WORKER, NOTIFIER, SWEEPER])
+IN_VPC = ("api", "loader", "worker")
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:"
-DEV_ENVIRONMENT = json.loads((REPO / ".chalice" / "config.json").read_text())[
+COMMITTED_ENVIRONMENT = json.loads((REPO / ".chalice" / "config.json").read_text())[
     "stages"]["dev"]["environment_variables"]
+
+
+def dev_environment(network) -> dict:
+    """The committed dev stage's variables with the user's jobs bucket."""
+    return {**COMMITTED_ENVIRONMENT, "XRAY_JOBS_BUCKET": network.jobs_bucket}
 
 
 def function_state(aws, name: str) -> dict:
@@ -47,6 +63,9 @@ def snapshot(aws) -> dict:
         "api": api_function,
         "config": api_function["config"],
         "loader": function_state(aws, LOADER),
+        "worker": function_state(aws, WORKER),
+        "notifier": function_state(aws, NOTIFIER),
+        "sweeper": function_state(aws, SWEEPER),
         "apis": apis,
         "stages": apigw.get_stages(restApiId=api["id"])["item"] if api else [],
         "resources": apigw.get_resources(restApiId=api["id"], embed=["methods"])["items"]
@@ -90,18 +109,18 @@ def hook_requests(state: dict) -> list:
     return [u for u in state["updates"] if "FileSystemConfigs" in u["body"]]
 
 
-def test_both_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
+def test_the_efs_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
     network, first, _ = deployed
-    assert first["state"]["functions"] == [FUNCTION, LOADER]
+    assert first["state"]["functions"] == FUNCTIONS
     api, loader = first["state"]["api"], first["state"]["loader"]
-    for function in (api, loader):
-        config = function["config"]
+    for name in IN_VPC:
+        config = first["state"][name]["config"]
         assert sorted(config["VpcConfig"]["SubnetIds"]) == sorted(network.subnet_ids)
         assert config["VpcConfig"]["SecurityGroupIds"] == [network.lambda_sg]
         assert config["Runtime"] == "python3.13"
         # exactly the committed stage's environment (the EFS paths, auth, stage, origins...)
-        assert config["Environment"]["Variables"] == DEV_ENVIRONMENT
-        assert DEV_ENVIRONMENT["XRAY_MODEL_PATH"] == "/mnt/xray/models/current"
+        assert config["Environment"]["Variables"] == dev_environment(network)
+    assert COMMITTED_ENVIRONMENT["XRAY_MODEL_PATH"] == "/mnt/xray/models/current"
     # the API keeps the stage's values; the loader gets its override and only it
     assert (api["config"]["MemorySize"], api["config"]["Timeout"]) == (3008, 28)
     assert api["concurrency"] == 2
@@ -111,16 +130,18 @@ def test_both_functions_run_in_the_users_vpc_each_with_its_own_size(deployed):
     assert loader["config"]["Handler"] == "app.efs_loader"
 
 
-def test_the_hook_sent_exactly_the_access_point_at_mnt_to_both_and_nothing_else(deployed):
+def test_the_hook_sent_exactly_the_access_point_at_mnt_to_the_three_and_nothing_else(deployed):
     network, first, _ = deployed
     wanted = [{"Arn": network.access_point_arn, "LocalMountPath": "/mnt/xray"}]
     requests = hook_requests(first["state"])
     assert sorted(requests, key=lambda r: r["function"]) == [
-        {"function": ARN + FUNCTION, "body": {"FileSystemConfigs": wanted}},
-        {"function": ARN + LOADER, "body": {"FileSystemConfigs": wanted}}]
-    for function in ("api", "loader"):  # read back (shim-stored)
+        {"function": ARN + name, "body": {"FileSystemConfigs": wanted}}
+        for name in sorted([FUNCTION, LOADER, WORKER])]
+    for function in IN_VPC:  # read back (shim-stored)
         assert first["state"][function]["config"]["FileSystemConfigs"] == wanted
-    assert first["output"].count("attached " + network.access_point_arn) == 2
+    for function in ("notifier", "sweeper"):
+        assert "FileSystemConfigs" not in first["state"][function]["config"]
+    assert first["output"].count("attached " + network.access_point_arn) == 3
 
 
 def efs_statements(function: dict) -> list:
@@ -137,7 +158,7 @@ def test_the_api_role_may_only_mount_read_only_through_the_access_point(deployed
         "Resource": "arn:aws:elasticfilesystem:us-east-1:123456789012:file-system/*",
         "Condition": {"StringEquals": {
             "elasticfilesystem:AccessPointArn": network.access_point_arn}}}]
-    assert "s3:" not in json.dumps(api["policies"])
+    assert network.upload_bucket not in json.dumps(api["policies"])  # S3: jobs bucket only
 
 
 def test_the_loader_has_its_own_role_writing_through_the_access_point_reading_uploads(deployed):
@@ -174,23 +195,155 @@ def test_the_rest_api_is_regional_with_binary_types_and_the_api_stage(deployed):
 def test_a_second_deploy_keeps_vpc_and_efs_and_changes_nothing_else(deployed):
     _, first, second = deployed
     before, after = first["state"], second["state"]
-    for function in ("api", "loader"):
+    for function in ("api", "loader", "worker", "notifier", "sweeper"):
         was, now = before[function], after[function]
-        assert now["config"]["FileSystemConfigs"] == was["config"]["FileSystemConfigs"]
-        assert now["config"]["VpcConfig"] == was["config"]["VpcConfig"]
+        assert now["config"].get("FileSystemConfigs") == was["config"].get("FileSystemConfigs")
+        assert now["config"].get("VpcConfig") == was["config"].get("VpcConfig")
         for key in ("MemorySize", "Timeout", "Environment", "Role", "Handler", "Runtime"):
             assert now["config"][key] == was["config"][key], (function, key)
         assert now["concurrency"] == was["concurrency"] and now["policies"] == was["policies"]
     assert hook_requests(after) == hook_requests(before)  # the hook sent nothing new
-    assert second["output"].count("already attached") == 2
-    # Chalice's own update resent the VPC and never touched FileSystemConfigs (FIELD_NOTES)
+    assert second["output"].count("already attached") == 3
+    # Chalice's own update resent the VPC and never touched FileSystemConfigs (FIELD_NOTES);
+    # to the functions outside the VPC it sends empty lists, which keep them out
     chalice_updates = after["updates"][len(before["updates"]):]
-    assert {u["function"] for u in chalice_updates} == {FUNCTION, LOADER}  # by name
+    assert {u["function"] for u in chalice_updates} == set(FUNCTIONS)  # by name
     assert all("FileSystemConfigs" not in u["body"] for u in chalice_updates)
-    assert all(u["body"].get("VpcConfig", {}).get("SubnetIds") for u in chalice_updates)
-    assert after["functions"] == before["functions"] == [FUNCTION, LOADER]
+    vpcs = {u["function"]: u["body"].get("VpcConfig") for u in chalice_updates}
+    for name in (FUNCTION, LOADER, WORKER):
+        assert sorted(vpcs[name]["SubnetIds"]) == sorted(deployed[0].subnet_ids)
+    for name in (NOTIFIER, SWEEPER):
+        assert vpcs[name] == {"SubnetIds": [], "SecurityGroupIds": []}
+    assert after["functions"] == before["functions"] == FUNCTIONS
     assert len(after["apis"]) == 1
     assert after["apis"][0]["id"] == before["apis"][0]["id"]
+
+
+# --- the jobs path: triggers, bucket, and an upload reaching the worker ------------------------
+
+def rules(aws) -> dict:
+    events = aws.client("events")
+    found = {}
+    for rule in events.list_rules()["Rules"]:
+        found[rule["Name"]] = {**rule, "Targets": events.list_targets_by_rule(
+            Rule=rule["Name"])["Targets"]}
+    return found
+
+
+def test_the_rules_hold_the_job_patterns_and_target_the_deployed_functions(stack, deployed):
+    from chalicelib.jobs.events import notifier_pattern, worker_pattern
+    aws, network, _, _ = stack
+    found = rules(aws)
+    assert {"chest-xray-dev-job_worker-event", "chest-xray-dev-job_notifier-event",
+            "chest-xray-dev-job_sweeper-event"} <= set(found)
+    for name, function, pattern in (
+            ("chest-xray-dev-job_worker-event", WORKER, worker_pattern(network.jobs_bucket)),
+            ("chest-xray-dev-job_notifier-event", NOTIFIER,
+             notifier_pattern(network.jobs_bucket))):
+        rule = found[name]
+        assert json.loads(rule["EventPattern"]) == pattern, name
+        assert pattern["detail"]["bucket"]["name"] == [network.jobs_bucket]
+        assert rule["State"] == "ENABLED"
+        assert [t["Arn"] for t in rule["Targets"]][:1] == [ARN + function]
+    sweep = found["chest-xray-dev-job_sweeper-event"]
+    assert sweep["ScheduleExpression"] == "rate(10 minutes)"  # XRAY_SWEEP_MINUTES' default
+    assert "EventPattern" not in sweep
+    assert [t["Arn"] for t in sweep["Targets"]] == [ARN + SWEEPER]
+    for function, rule in ((WORKER, "job_worker"), (NOTIFIER, "job_notifier"),
+                           (SWEEPER, "job_sweeper")):  # EventBridge may invoke each
+        policy = json.loads(aws.client("lambda").get_policy(FunctionName=function)["Policy"])
+        assert any(s["Principal"] == {"Service": "events.amazonaws.com"} and s["Condition"][
+            "ArnLike"]["AWS:SourceArn"].endswith(f"rule/chest-xray-dev-{rule}-event")
+            for s in policy["Statement"]), function
+    _, first, second = deployed
+    for run in (first, second):  # the deploy read them back too
+        assert "job_worker: rule chest-xray-dev-job_worker-event matches" in run["output"]
+        assert "job_sweeper: rule chest-xray-dev-job_sweeper-event runs rate(10 minutes)" \
+            in run["output"]
+
+
+def test_the_deploy_created_the_jobs_bucket_configured_and_left_it_alone_the_second_time(
+        stack, deployed):
+    aws, network, _, _ = stack
+    _, first, second = deployed
+    s3, bucket = aws.client("s3"), network.jobs_bucket
+    assert f"created the jobs bucket s3://{bucket} in us-east-1" in first["output"]
+    assert "created the jobs bucket" not in second["output"]
+    assert f"jobs bucket s3://{bucket}: all in place: nothing to change" in second["output"]
+    assert s3.get_bucket_location(Bucket=bucket)["LocationConstraint"] is None  # us-east-1
+    assert s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+        "Rules"][0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True}
+    expiry = {r["Filter"]["Prefix"]: r["Expiration"]["Days"]
+              for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert expiry == {"jobs/": 7, "pending/": 7, "notices/": 7, "notified/": 7, "results/": 7,
+                      "uploads/": 1, "batch/": 1}
+    (cors,) = s3.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    api_id = first["state"]["apis"][0]["id"]
+    assert cors["AllowedMethods"] == ["POST"]
+    assert cors["AllowedOrigins"] == [f"https://{api_id}.execute-api.us-east-1.amazonaws.com",
+                                      "http://localhost:3000", "http://127.0.0.1:3000"]
+    notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
+    assert notifications["EventBridgeConfiguration"] == {}
+    assert f"the API and the worker reach s3://{bucket} through the S3 gateway endpoint" \
+        in first["output"]
+
+
+def test_the_worker_has_the_apis_size_and_the_outside_functions_no_vpc(stack, deployed):
+    from deploy.policy import policy_document
+    from deploy.settings import load_stage
+    _, _, project, _ = stack
+    _, first, _ = deployed
+    worker, notifier, sweeper = (first["state"][n] for n in ("worker", "notifier", "sweeper"))
+    assert (worker["config"]["MemorySize"], worker["config"]["Timeout"]) == (3008, 120)
+    assert worker["concurrency"] == 2 and worker["config"]["Handler"] == "app.job_worker"
+    for function, handler in ((notifier, "app.job_notifier"), (sweeper, "app.job_sweeper")):
+        config = function["config"]
+        assert not (config.get("VpcConfig") or {}).get("SubnetIds"), handler
+        assert config["MemorySize"] == 256 and config["Handler"] == handler
+    assert (notifier["config"]["Timeout"], sweeper["config"]["Timeout"]) == (60, 120)
+    assert sweeper["concurrency"] == 1
+    settings = load_stage(project, "dev")
+    roles = {first["state"][n]["role"] for n in ("api", "loader", "worker", "notifier",
+                                                  "sweeper")}
+    assert len(roles) == 5  # one role each
+    for name, function in (("worker", settings.worker), ("notifier", settings.notifier),
+                           ("sweeper", settings.sweeper)):
+        assert first["state"][name]["policies"] == [policy_document(settings, function)]
+
+
+def test_an_upload_reaches_the_deployed_worker_and_a_notice_the_notifier(stack, deployed):
+    """The trigger for real: S3 -> EventBridge -> the rules Chalice deployed. moto cannot run
+    the function; the shim records what EventBridge delivered to it, and an SQS queue added as
+    a second target of the worker's rule receives the event itself."""
+    from chalicelib.jobs import layout
+    from chalicelib.jobs.events import created_object
+    aws, network, _, _ = stack
+    sqs, events, s3 = aws.client("sqs"), aws.client("events"), aws.client("s3")
+    queue = sqs.create_queue(QueueName="worker-events")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
+    events.put_targets(Rule="chest-xray-dev-job_worker-event",
+                       Targets=[{"Id": "test-queue", "Arn": queue_arn}])
+    job_id = "j" * 32
+    seen = len(aws.lambda_events)
+    put = s3.put_object(Bucket=network.jobs_bucket, Key=layout.upload_key(job_id), Body=b"x")
+    s3.put_object(Bucket=network.jobs_bucket, Key=layout.record_key(job_id), Body=b"{}")
+    s3.put_object(Bucket=network.jobs_bucket, Key=layout.notice_key(job_id), Body=b"{}")
+    s3.put_object(Bucket=network.jobs_bucket, Key="batch/ward-7/a.png", Body=b"x")
+    delivered = [(e["function"], created_object(e["event"]).key)
+                 for e in aws.lambda_events[seen:]]
+    assert delivered == [(ARN + WORKER, layout.upload_key(job_id)),
+                         (ARN + NOTIFIER, layout.notice_key(job_id)),
+                         (ARN + WORKER, "batch/ward-7/a.png")]  # the record woke nobody
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    received = [created_object(json.loads(m["Body"])) for m in messages]
+    assert [(o.bucket, o.key) for o in received] == [
+        (network.jobs_bucket, layout.upload_key(job_id)),
+        (network.jobs_bucket, "batch/ward-7/a.png")]
+    assert received[0].etag == put["ETag"].strip('"') and received[0].size == 1
 
 
 # --- who may call it: Gateway Responses, then the stage switched to iam+api_key ----------------

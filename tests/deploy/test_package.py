@@ -101,7 +101,8 @@ def efs_statements(statements: list) -> list:
     return [s for s in statements if "elasticfilesystem" in json.dumps(s["Action"])]
 
 
-FUNCTIONS = ("APIHandler", "EfsLoader")  # Chalice's logical ids for api_handler, efs_loader
+# Chalice's logical ids for api_handler, efs_loader, job_worker: the functions that mount EFS
+FUNCTIONS = ("APIHandler", "EfsLoader", "JobWorker")
 
 
 def test_the_template_mounts_efs_inside_the_vpc_with_a_read_only_mount_permission(package_dir):
@@ -122,7 +123,7 @@ def test_the_template_mounts_efs_inside_the_vpc_with_a_read_only_mount_permissio
         "Action": "elasticfilesystem:ClientMount",
         "Resource": "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/*",
         "Condition": {"StringEquals": {"elasticfilesystem:AccessPointArn": arn}}}]
-    assert "s3:" not in json.dumps(statements)
+    assert USER_VALUES["efs_upload_bucket"] not in json.dumps(statements)  # jobs bucket only
     api = resources["RestAPI"]["Properties"]
     assert api["EndpointConfiguration"] == "REGIONAL"
     assert "application/dicom" in api["DefinitionBody"]["x-amazon-apigateway-binary-media-types"]
@@ -155,17 +156,19 @@ def test_the_template_mounts_efs_on_the_loader_with_its_own_role_and_size(packag
         "Resource": f"arn:aws:s3:::{USER_VALUES['efs_upload_bucket']}/efs-upload/*"}
 
 
-def test_the_merge_template_covers_both_functions_the_gateway_responses_and_nothing_else(
+def test_the_merge_template_covers_the_efs_functions_the_bucket_the_gateway_responses_only(
         package_dir):
     merge = json.loads((package_dir / "efs-merge-template.json").read_text())
-    assert sorted(merge["Resources"]) == sorted(FUNCTIONS + ("RestAPI",))  # prod: iam, no key
+    # prod: iam, no key
+    assert sorted(merge["Resources"]) == sorted(FUNCTIONS + ("RestAPI", "XrayJobsBucket"))
     for name in FUNCTIONS:
         assert sorted(merge["Resources"][name]["Properties"]) == ["FileSystemConfigs",
                                                                   "VpcConfig"]
     assert list(merge["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]) == [
         "x-amazon-apigateway-gateway-responses"]
     types = {k: v["Type"] for k, v in sam_template(package_dir)["Resources"].items()}
-    assert sum(t == "AWS::Serverless::Function" for t in types.values()) == 2
+    assert sum(t == "AWS::Serverless::Function" for t in types.values()) == 5
+    assert types["XrayJobsBucket"] == "AWS::S3::Bucket"
 
 
 def test_the_sam_template_passes_cfn_lint(package_dir):

@@ -23,7 +23,7 @@ from chalicelib.jobs import layout, notify
 from chalicelib.jobs.records import FAILED, SUCCEEDED, Job, iso, new_job_id, now
 from chalicelib.jobs.store import JobStore
 from chalicelib.settings import JobSettings
-from tests.support.local_aws import REGION, local_aws
+from tests.support.local_aws import REGION
 from tests.support.serving import free_port
 
 pytestmark = pytest.mark.aws_emulator
@@ -40,12 +40,14 @@ RESULT = {"positive": [FINDING], "top": {"label": FINDING, "probability": float(
 
 
 @pytest.fixture(scope="module")
-def aws():
-    with local_aws() as aws:
-        aws.client("s3").create_bucket(Bucket=BUCKET)
-        aws.client("ses").verify_email_identity(EmailAddress=SENDER)
-        aws.client("ssm").put_parameter(Name=SECRET_NAME, Value=SECRET, Type="SecureString")
-        yield aws
+def aws(stack):
+    """The module's moto server (tests/jobs/conftest.py: one per module, since each new server
+    resets moto's in-process backends), with this module's own bucket, sender and secret."""
+    aws = stack.aws
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+    aws.client("ses").verify_email_identity(EmailAddress=SENDER)
+    aws.client("ssm").put_parameter(Name=SECRET_NAME, Value=SECRET, Type="SecureString")
+    return aws
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ class LocalAws:
     endpoint: str
     update_requests: List[Dict[str, Any]] = field(default_factory=list)
     apigateway_calls: List[str] = field(default_factory=list)  # write operations, in order
+    # EventBridge's deliveries to Lambda targets (moto cannot run them): rule, function, event
+    lambda_events: List[Dict[str, Any]] = field(default_factory=list)
 
     def env(self, region: str = REGION) -> Dict[str, str]:
         """What a deploy subprocess needs to talk to this server and only to it."""
@@ -41,7 +43,7 @@ def local_aws() -> Iterator[LocalAws]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     port = free_port()
     aws = LocalAws(endpoint=f"http://127.0.0.1:{port}")
-    with moto_shim(aws.update_requests, aws.apigateway_calls):
+    with moto_shim(aws.update_requests, aws.apigateway_calls, aws.lambda_events):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         # moto's backends live in this process and outlive a server: start from an empty account
@@ -63,6 +65,7 @@ class UserNetwork:
     file_system_id: str
     access_point_arn: str
     upload_bucket: str
+    jobs_bucket: str  # a name only: the deploy creates the bucket
 
 
 def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = True,
@@ -71,7 +74,8 @@ def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = Tru
     """VPC, two subnets in two zones, a security group for the function, one for the mount
     targets letting NFS in from it, an EFS file system with a mount target per subnet and an
     access point rooted at /xray, a private upload bucket and an S3 gateway endpoint on the
-    VPC's main route table — the docs' 'create first' list."""
+    VPC's main route table — the docs' 'create first' list. The jobs bucket is only named:
+    the deploy creates it."""
     ec2, efs = aws.client("ec2", region), aws.client("efs", region)
     vpc = ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
     prefix = cidr.split(".")[:2]
@@ -108,4 +112,5 @@ def build_network(aws: LocalAws, cidr: str = "10.0.0.0/16", nfs_rule: bool = Tru
             {"Name": "association.main", "Values": ["true"]}])["RouteTables"]
         ec2.create_vpc_endpoint(VpcId=vpc, ServiceName=f"com.amazonaws.{region}.s3",
                                 VpcEndpointType="Gateway", RouteTableIds=[main["RouteTableId"]])
-    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point, bucket)
+    return UserNetwork(vpc, subnets, lambda_sg, efs_sg, fs, access_point, bucket,
+                       jobs_bucket=f"{name}-jobs-{vpc.split('-')[1]}")

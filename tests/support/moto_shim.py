@@ -17,10 +17,19 @@ What moto lacks, and what this does about it (nothing else is changed):
 4. Nothing is changed for API keys, usage plans and gateway responses (moto has them); the shim
    only records which of API Gateway's write operations each request was, so a test sees what
    a deploy created or updated.
+5. GetBucketNotificationConfiguration leaves out EventBridgeConfiguration although moto stores
+   it (and emits the events). The shim adds it to the answer, as S3 gives it.
+6. An EventBridge rule's Lambda target raises NotImplementedError inside moto (it cannot run
+   the code), which silently stops the delivery to every later target and rule of the event;
+   and a schedule-only rule (no pattern) matches every event. The shim records each delivery to
+   a Lambda target (rule, function ARN, event) instead, delivers to the other targets as moto
+   does, and lets schedule-only rules match no event, as EventBridge does.
 """
 import contextlib
+import copy
 import json
-from typing import Any, Dict, Iterator, List
+import re
+from typing import Any, Dict, Iterator, List, Optional
 from urllib.parse import unquote
 
 from moto.apigateway.models import APIGatewayBackend, RestAPI
@@ -29,7 +38,9 @@ from moto.apigateway.utils import deserialize_body
 from moto.awslambda.models import LambdaFunction
 from moto.awslambda.responses import LambdaResponse
 from moto.efs.models import AccessPoint
+from moto.events.models import Rule
 from moto.moto_api._internal import mock_random
+from moto.s3.responses import S3Response
 
 BINARY_TYPES = "x-amazon-apigateway-binary-media-types"
 # securityDefinitions' x-amazon-apigateway-authtype -> API Gateway's authorizationType
@@ -40,8 +51,9 @@ RECORDED = ("create_api_key", "update_api_key", "create_usage_plan", "update_usa
 
 
 @contextlib.contextmanager
-def moto_shim(update_requests: List[Dict[str, Any]],
-              apigateway_calls: List[str]) -> Iterator[None]:
+def moto_shim(update_requests: List[Dict[str, Any]], apigateway_calls: List[str],
+              lambda_events: Optional[List[Dict[str, Any]]] = None) -> Iterator[None]:
+    lambda_events = [] if lambda_events is None else lambda_events
     originals = {
         **{(APIGatewayBackend, name): getattr(APIGatewayBackend, name) for name in RECORDED},
         (APIGatewayResponse, "import_rest_api"): APIGatewayResponse.import_rest_api,
@@ -51,6 +63,8 @@ def moto_shim(update_requests: List[Dict[str, Any]],
         (LambdaFunction, "update_configuration"): LambdaFunction.update_configuration,
         (LambdaFunction, "get_configuration"): LambdaFunction.get_configuration,
         (AccessPoint, "__init__"): AccessPoint.__init__,
+        (S3Response, "get_bucket_notification"): S3Response.get_bucket_notification,
+        (Rule, "send_to_targets"): Rule.send_to_targets,
     }
     put_rest_api = APIGatewayBackend.put_rest_api
 
@@ -102,6 +116,35 @@ def moto_shim(update_requests: List[Dict[str, Any]],
         self.access_point_id = f"fsap-{mock_random.get_random_hex(17)}"
         self.access_point_arn = self.access_point_arn.replace(short, self.access_point_id)
 
+    def get_bucket_notification(self: S3Response) -> Any:
+        answer = originals[(S3Response, "get_bucket_notification")](self)
+        config = self.backend.get_bucket_notification_configuration(self.bucket_name)
+        if config is None or config.event_bridge is None:
+            return answer
+        status, headers, body = answer
+        text = body.decode() if isinstance(body, bytes) else body
+        text = re.sub(r"<NotificationConfiguration([^>]*)/>",
+                      r"<NotificationConfiguration\1></NotificationConfiguration>", text)
+        text = text.replace("</NotificationConfiguration>", "<EventBridgeConfiguration>"
+                            "</EventBridgeConfiguration></NotificationConfiguration>")
+        return status, headers, text
+
+    def send_to_targets(self: Rule, event: Dict[str, Any], transform_input: bool = True) -> None:
+        if self.scheduled_expression and not self.event_pattern.get_pattern():
+            return  # a schedule, not a pattern: EventBridge matches no event to it
+        if not self.event_pattern.matches_event(event):
+            return
+        functions = [t for t in self.targets if t["Arn"].split(":")[2] == "lambda"]
+        for target in functions:
+            lambda_events.append({"rule": self.name, "function": target["Arn"],
+                                  "event": copy.deepcopy(event)})
+        saved = self.targets
+        self.targets = [t for t in saved if t not in functions]
+        try:
+            originals[(Rule, "send_to_targets")](self, event, transform_input)
+        finally:
+            self.targets = saved
+
     for name in RECORDED:
         setattr(APIGatewayBackend, name, recorder(name))
     APIGatewayResponse.import_rest_api = import_rest_api
@@ -110,6 +153,8 @@ def moto_shim(update_requests: List[Dict[str, Any]],
     LambdaFunction.update_configuration = update_configuration
     LambdaFunction.get_configuration = get_configuration
     AccessPoint.__init__ = access_point_init  # type: ignore[method-assign]
+    S3Response.get_bucket_notification = get_bucket_notification
+    Rule.send_to_targets = send_to_targets
     try:
         yield
     finally:

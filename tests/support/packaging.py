@@ -23,6 +23,7 @@ USER_VALUES = {
     "efs_access_point_arn":
         "arn:aws:elasticfilesystem:eu-west-1:123456789012:access-point/fsap-0d1e2f30415263748",
     "efs_upload_bucket": "chest-xray-efs-upload-eu-west-1",
+    "environment_variables": {"XRAY_JOBS_BUCKET": "chest-xray-jobs-eu-west-1"},
 }
 
 
@@ -74,7 +75,8 @@ def built_variant(tmp_path_factory, name: str, stage: str, **values: Any) -> Pat
         config = project / ".chalice" / "config.json"
         saved = config.read_text()
         try:
-            set_stage(project, stage, **{**USER_VALUES, **values})
+            set_stage(project, stage, **USER_VALUES)
+            set_stage(project, stage, **values)  # environment variables merge key by key
             _built[key] = _package(project, stage, base.parent / f"cloudformation-{name}")
         finally:
             config.write_text(saved)

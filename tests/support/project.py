@@ -30,11 +30,13 @@ def copy_project(dest: Path) -> Path:
 def user_values(network: UserNetwork) -> Dict[str, Any]:
     return {"subnet_ids": network.subnet_ids, "security_group_ids": [network.lambda_sg],
             "efs_access_point_arn": network.access_point_arn,
-            "efs_upload_bucket": network.upload_bucket}
+            "efs_upload_bucket": network.upload_bucket,
+            "environment_variables": {"XRAY_JOBS_BUCKET": network.jobs_bucket}}
 
 
 def set_stage(project: Path, stage: str, **values: Any) -> None:
-    """Overrides keys of one stage (environment variables merge key by key)."""
+    """Overrides keys of one stage (environment variables merge key by key: call it twice to
+    add variables to user_values')."""
     path = project / ".chalice" / "config.json"
     config = json.loads(path.read_text())
     own = config["stages"][stage]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.browser import chromium, open_page
 from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO
-from tests.support.serving import local_server
+from tests.support.serving import chalice_local, local_server
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -234,9 +234,20 @@ def test_a_non_image_named_png_is_refused_by_the_server_in_plain_words(page, ser
     assert [r.url for r in page.requests if r.method == "POST"] == [f"{server}/preview"]
 
 
-def test_a_too_large_file_is_refused_before_upload(page):
-    text = error_for(page, "huge.png", "image/png", b"\x89PNG\r\n\x1a\n" + b"\0" * 5_000_000)
-    assert "is too large" in text and "the limit is 4.7 MB" in text
+def test_without_a_jobs_bucket_a_file_over_the_limit_is_refused_before_upload(browser,
+                                                                             tmp_path):
+    """scripts/serve always has a jobs bucket (there such a file goes the jobs way:
+    test_page_jobs_browser.py); plain `chalice local` serves the dev stage, which has none."""
+    with chalice_local(tmp_path / "chalice-local.log") as (base, _):
+        page = open_page(browser, base + "/")
+        try:
+            assert page.get_attribute("body", "data-job-max-bytes") == "0"
+            text = error_for(page, "huge.png", "image/png",
+                             b"\x89PNG\r\n\x1a\n" + b"\0" * 5_000_000)
+            assert "is too large" in text and "the limit is 4.7 MB" in text
+            assert not [r for r in page.requests if r.method == "POST"]
+        finally:
+            page.close()
 
 
 def test_an_image_too_small_to_classify_gets_the_servers_reason(page):
