@@ -239,7 +239,7 @@ def job_worker(event):
 def job_notifier(event):
     """Sends a final job's e-mail and webhook; outside the VPC, so it needs no NAT."""
     from chalicelib.jobs.notify import handle
-    handle(event.to_dict(), get_settings().jobs, get_job_store())
+    return {"outcome": handle(event.to_dict(), get_settings().jobs, get_job_store())}
 
 
 @app.schedule(Rate(get_settings().jobs.sweep_minutes, unit=Rate.MINUTES), name="job_sweeper")

@@ -4,6 +4,7 @@ that need the real server: one copy of how it is started, waited for and stopped
 never by name)."""
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -65,8 +66,16 @@ def _started(command: List[str], log_path: Path,
                     time.sleep(0.3)
             yield base, process.pid
         finally:
+            started = descendants(process.pid)
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # never leave a server behind: a stop that hangs
+                for pid in [process.pid, *started]:  # is a failure, reported as such
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                process.wait()
+                raise
 
 
 def children(pid: int) -> List[int]:

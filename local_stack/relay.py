@@ -186,7 +186,9 @@ class Relay:
                                f"{_ms(started)} ms")
             if name not in self._missing:
                 self._missing.add(name)
-                self.say(f"{name}: {missing} is not in this tree yet; its events are dropped")
+                dropped = ("its scheduled runs do nothing" if name == SWEEPER
+                           else "its events are dropped")
+                self.say(f"{name}: {missing} is not in this tree yet; {dropped}")
             return True, f"{name} {kind} -> skipped ({missing} missing)"
         except Exception as error:
             return False, f"{name} {kind} -> error {type(error).__name__} in {_ms(started)} ms"

@@ -3,12 +3,12 @@ jobs bucket, the EventBridge rules that wake the functions, and what the notifie
 
 The same shapes as on AWS, so the app cannot tell the difference: the bucket sends its events to
 EventBridge (EventBridgeConfiguration), has SSE-S3 default encryption, a public access block,
-and the CORS rule a browser's presigned POST needs; the rules use chalicelib.jobs.events'
-patterns, the ones the deployed rules use. Where AWS would invoke the function, each rule
-targets an SQS queue instead, which the relay (relay.py) reads. SES needs a verified sender
-before it sends (moto keeps the mail, it sends nothing), and webhooks are signed with a
-Standard Webhooks secret in SSM Parameter Store. Lifecycle rules are left out: moto never
-applies them, and a local stack lives for minutes.
+and the CORS rule a browser's presigned POST needs, each as deploy/jobs_bucket.py defines it;
+the rules use chalicelib.jobs.events' patterns, the ones the deployed rules use. Where AWS would
+invoke the function, each rule targets an SQS queue instead, which the relay (relay.py) reads.
+SES needs a verified sender before it sends (moto keeps the mail, it sends nothing), and
+webhooks are signed with a Standard Webhooks secret read from an SSM SecureString parameter.
+Lifecycle rules are left out: moto never applies them, and a local stack lives for minutes.
 """
 import base64
 import json
@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from chalicelib.jobs.events import notifier_pattern, worker_pattern
 from chalicelib.settings import JOBS_BUCKET, SES_SENDER, WEBHOOK_SECRET_NAME
+from deploy import jobs_bucket
 
 WORKER, NOTIFIER, SWEEPER = "job_worker", "job_notifier", "job_sweeper"
 # A .test domain (RFC 2606) can never be anyone's real address
@@ -67,22 +68,16 @@ def provision(client: Any, app_name: str, stage: str, origins: Iterable[str],
 
 
 def make_bucket(s3: Any, bucket: str, origins: Iterable[str]) -> None:
+    """The deployed bucket's settings (deploy/jobs_bucket.py, their one home), lifecycle aside."""
     s3.create_bucket(Bucket=bucket)  # us-east-1: no LocationConstraint
-    s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-        "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-        "RestrictPublicBuckets": True})
-    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
-        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})
-    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [cors_rule(origins)]})
+    s3.put_public_access_block(Bucket=bucket,
+                               PublicAccessBlockConfiguration=jobs_bucket.PUBLIC_ACCESS_BLOCK)
+    s3.put_bucket_encryption(Bucket=bucket,
+                             ServerSideEncryptionConfiguration=jobs_bucket.encryption())
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration={"CORSRules": [
+        jobs_bucket.cors_rule(sorted(set(origins)))]})
     s3.put_bucket_notification_configuration(
         Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
-
-
-def cors_rule(origins: Iterable[str]) -> Dict[str, Any]:
-    """A browser's presigned POST from these origins: the form POST, preceded by a preflight
-    when the page watches the upload's progress."""
-    return {"AllowedOrigins": sorted(set(origins)), "AllowedMethods": ["POST"],
-            "AllowedHeaders": ["*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 3000}
 
 
 def rule_to_queue(sqs: Any, events: Any, name: str, pattern: Dict[str, Any],
@@ -99,9 +94,10 @@ def rule_to_queue(sqs: Any, events: Any, name: str, pattern: Dict[str, Any],
 
 
 def new_webhook_secret() -> str:
-    """whsec_ + base64 of 24 random bytes: the Standard Webhooks secret format."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    """whsec_ + base64 of 32 random bytes: the Standard Webhooks secret format."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def put_webhook_secret(ssm: Any, name: str, value: Optional[str] = None) -> None:
-    ssm.put_parameter(Name=name, Value=value or new_webhook_secret(), Type="SecureString")
+    """A SecureString parameter, as the operator makes it on AWS (notify.create_command)."""
+    ssm.put_parameter(Name=name, Type="SecureString", Value=value or new_webhook_secret())

@@ -35,6 +35,7 @@ from local_stack.resources import NOTIFIER, SWEEPER, WORKER, Resources, provisio
 CHALICE_CONFIG = PROJECT_ROOT / ".chalice" / "config.json"
 READY_TIMEOUT_S = 120        # chalice local's import of app.py and its port
 STOP_TIMEOUT_S = 10          # how long each part is given to stop before it is killed
+POLL_S = 0.2                 # how often the main thread looks at chalice local
 PR_SET_CHILD_SUBREAPER = 36  # prctl(2)
 PREFIX = "local-stack:"
 
@@ -128,11 +129,18 @@ def main(argv: List[str]) -> int:
         os.environ.update(resources.env())
         os.environ.update(settings["env"])  # as chalice local applies the stage's
         relay = start_relay(emulator, resources, made)
+        taken = listening(options)
+        if taken:
+            say(f"port {options.port} is taken already: chalice local cannot listen there")
         child = start_chalice(options)
-        wait_until_listening(options, child)
-        banner(options, emulator, resources)
-        code = child.wait()
-        say(f"chalice local exited with {code}: stopping the rest")
+        if not taken and wait_until_listening(options, child):
+            banner(options, emulator, resources)
+        # Polled, never one blocking wait: a signal may be delivered to any thread (moto's,
+        # the relay's), and Python runs its handler only once the main thread runs again.
+        while (exited := child.poll()) is None:
+            time.sleep(POLL_S)
+        say(f"chalice local exited with {exited}: stopping the rest")
+        code = exited
         code = code if code >= 0 else 128 - code
     except Stop:
         say(f"{signal.Signals(stopping[0]).name}: stopping chalice local, the relay and moto")
@@ -171,15 +179,23 @@ def start_chalice(options: Options) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def wait_until_listening(options: Options, child: subprocess.Popen) -> None:
+def listening(options: Options) -> bool:
+    """Whether something accepts connections on the API's address."""
     host = "127.0.0.1" if options.host in ("0.0.0.0", "localhost") else options.host
+    try:
+        socket.create_connection((host, options.port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_until_listening(options: Options, child: subprocess.Popen) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while child.poll() is None and time.monotonic() < deadline:
-        try:
-            socket.create_connection((host, options.port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
+        if listening(options):
+            return True
+        time.sleep(POLL_S)
+    return False
 
 
 def banner(options: Options, emulator: emulators.Emulator, resources: Resources) -> None:
@@ -198,7 +214,7 @@ def banner(options: Options, emulator: emulators.Emulator, resources: Resources)
         f"  webhooks     signed with the secret {secret}; read it with",
         f"               AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing aws "
         f"--endpoint-url {emulator.endpoint} --region {emulators.REGION} ssm get-parameter "
-        f"--with-decryption --name {secret} --query Parameter.Value --output text",
+        f"--name {secret} --with-decryption --query Parameter.Value --output text",
     ]
     for line in lines:
         say(line)

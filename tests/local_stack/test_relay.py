@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from chalicelib.jobs.notify import webhook_secret
 from chalicelib.settings import JOBS_BUCKET, SES_SENDER, WEBHOOK_SECRET_NAME
 from local_stack.relay import MAX_ATTEMPTS, Relay, functions
 from local_stack.resources import NOTIFIER, SWEEPER, WORKER, provision
@@ -42,7 +43,7 @@ def test_the_bucket_is_private_encrypted_open_to_the_api_origin_and_names_what_t
     assert resources.bucket == "chest-xray-local-jobs"
     assert resources.env() == {JOBS_BUCKET: "chest-xray-local-jobs",
                                SES_SENDER: "jobs@chest-xray.test",
-                               WEBHOOK_SECRET_NAME: "chest-xray-local/webhook-secret"}
+                               WEBHOOK_SECRET_NAME: "/chest-xray/local/webhook-secret"}
     block = s3.get_public_access_block(Bucket=resources.bucket)["PublicAccessBlockConfiguration"]
     assert all(block.values()) and len(block) == 4
     (rule,) = s3.get_bucket_encryption(Bucket=resources.bucket)[
@@ -50,11 +51,14 @@ def test_the_bucket_is_private_encrypted_open_to_the_api_origin_and_names_what_t
     assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     (cors,) = s3.get_bucket_cors(Bucket=resources.bucket)["CORSRules"]
     assert cors["AllowedOrigins"] == [ORIGIN] and cors["AllowedMethods"] == ["POST"]
-    # the notifier can send: a verified sender, a Standard Webhooks secret (24 random bytes)
+    # the notifier can send: a verified sender, a Standard Webhooks secret it accepts
     assert resources.ses_sender in aws.client("ses").list_identities()["Identities"]
-    secret = aws.client("ssm").get_parameter(
-        Name=resources.webhook_secret_name, WithDecryption=True)["Parameter"]["Value"]
-    assert secret.startswith("whsec_") and len(base64.b64decode(secret[len("whsec_"):])) == 24
+    ssm = aws.client("ssm")
+    parameter = ssm.get_parameter(Name=resources.webhook_secret_name,
+                                  WithDecryption=True)["Parameter"]
+    assert parameter["Type"] == "SecureString"
+    assert webhook_secret(ssm, resources.webhook_secret_name) == parameter["Value"]
+    assert len(base64.b64decode(parameter["Value"][len("whsec_"):])) == 32
 
 
 def test_only_uploads_and_batch_inputs_reach_the_worker_and_only_notices_the_notifier(stack):

@@ -2,17 +2,22 @@
 asked for, uploaded with a plain multipart POST to the loopback URL it names, and read until it
 is final; its result is the synchronous route's for the same bytes. Stopping scripts/serve
 stops everything it started."""
+import http.server
 import json
 import os
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 
 from benchmarks.local_server import descendants
-from tests.support.fixtures import PNG_CARDIOMEGALY, dicom_over_the_sync_limit
+from chalicelib.jobs.notify import verify
+from tests.support.fixtures import PNG_CARDIOMEGALY, REPO, dicom_over_the_sync_limit
 from tests.support.serving import local_server, serving
 
 pytestmark = pytest.mark.server
@@ -100,6 +105,58 @@ def test_a_7mb_dicom_is_413_on_post_xray_and_classified_through_a_job(served, de
     assert_same_classification(status["result"], json.loads(direct.body))
 
 
+def test_a_job_that_asks_to_be_notified_gets_one_mail_and_one_signed_webhook(served):
+    base, log = served
+    received = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    hook = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        body = PNG_CARDIOMEGALY.read_bytes()
+        notify = {"email": "someone@example.org",
+                  "webhook": f"http://127.0.0.1:{hook.server_address[1]}/hook"}
+        created = requests.post(f"{base}/xray/jobs", json={
+            "content_type": "image/png", "size": len(body), "notify": notify}, timeout=30)
+        assert created.status_code == 202, created.text
+        job = created.json()
+        requests.post(job["upload"]["url"], data=job["upload"]["fields"],
+                      files={"file": ("image", body, "image/png")}, timeout=60)
+        deadline = time.monotonic() + WAIT_S
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        hook.shutdown()
+    # the webhook: signed with the secret the stack put in moto's SSM, naming the job only
+    ((headers, sent),) = received
+    moto = job["upload"]["url"].rsplit("/", 1)[0]
+    ssm = boto3.client("ssm", region_name="us-east-1", endpoint_url=moto,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    (name,) = [line.split("signed with the secret ")[1].split(";")[0]
+               for line in log.read_text().splitlines() if "signed with the secret" in line]
+    secret = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    assert verify(secret, headers["webhook-id"], headers["webhook-timestamp"], sent,
+                  headers["webhook-signature"])
+    assert json.loads(sent)["data"] == {"job_id": job["job_id"], "status": "succeeded",
+                                        "status_url": job["status_url"]}
+    # the mail: moto's SES took one (it sends nothing)
+    ses = boto3.client("ses", region_name="us-east-1", endpoint_url=moto,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    points = ses.get_send_statistics()["SendDataPoints"]
+    assert sum(p["DeliveryAttempts"] for p in points) == 1
+    assert any(line.startswith("local-stack: job_notifier notice -> sent in ")
+               for line in relay_lines(log))
+
+
 def refuses(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -127,3 +184,22 @@ def test_stopping_scripts_serve_leaves_no_process_and_no_listening_port(tmp_path
     said = log.read_text()
     assert "local-stack: SIGTERM: stopping chalice local, the relay and moto" in said
     assert said.rstrip().endswith("local-stack: stopped")
+
+
+def test_when_chalice_local_exits_the_rest_stops_and_scripts_serve_exits_with_its_code(tmp_path):
+    # given a port that chalice local cannot bind: somebody already listens there
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("XRAY_")}
+        result = subprocess.run([str(REPO / "scripts" / "serve"), "--port", str(port),
+                                 "--no-autoreload"], cwd=REPO, env=clean, capture_output=True,
+                                text=True, timeout=WAIT_S)
+    said = result.stdout + result.stderr
+    # then scripts/serve ends by itself, with chalice local's code, having stopped the rest
+    assert result.returncode != 0, said[-3000:]
+    assert f"local-stack: chalice local exited with {result.returncode}: stopping the rest" \
+        in said
+    assert result.stdout.rstrip().endswith("local-stack: stopped")
+    assert "local-stack: ready" not in result.stdout

@@ -41,10 +41,6 @@ def make_dicom(pixels: Optional[np.ndarray], photometric: str = "MONOCHROME2",
 def decompressed(path) -> bytes:
     """The DICOM file at `path` with its pixel data decoded and stored uncompressed (Explicit VR
     Little Endian), header kept: the shared RG1 JPEG 2000 chest becomes a file over what the
-    synchronous route takes (pydicom decodes it with Pillow's OpenJPEG)."""
-    import pydicom
-    ds = pydicom.dcmread(path)
-    ds.decompress()
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
+    synchronous route takes. The benchmarks' recipe (benchmarks/samples.py), so both agree."""
+    from benchmarks.samples import uncompressed_dicom_of
+    return uncompressed_dicom_of(path)
