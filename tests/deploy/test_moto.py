@@ -303,7 +303,7 @@ def test_the_worker_has_the_apis_size_and_the_outside_functions_no_vpc(stack, de
         config = function["config"]
         assert not (config.get("VpcConfig") or {}).get("SubnetIds"), handler
         assert config["MemorySize"] == 256 and config["Handler"] == handler
-    assert (notifier["config"]["Timeout"], sweeper["config"]["Timeout"]) == (60, 120)
+    assert (notifier["config"]["Timeout"], sweeper["config"]["Timeout"]) == (90, 120)
     assert sweeper["concurrency"] == 1
     settings = load_stage(project, "dev")
     roles = {first["state"][n]["role"] for n in ("api", "loader", "worker", "notifier",
