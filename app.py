@@ -52,14 +52,15 @@ def get_service():
 def get_job_store():
     from chalicelib.errors import JobsUnavailable
     from chalicelib.jobs.clients import client
-    from chalicelib.jobs.store import JobStore
+    from chalicelib.jobs.store import JobStore, reachable
     from chalicelib.settings import JOBS_BUCKET
     jobs = get_settings().jobs
     if not jobs.enabled:
         raise JobsUnavailable(f"This stage takes no upload jobs ({JOBS_BUCKET} is not set): "
                               "send images of up to "
                               f"{get_settings().max_upload_bytes:,} bytes to POST /xray")
-    return JobStore(client("s3"), jobs.bucket)
+    with reachable(jobs.bucket):  # a broken profile or configuration: a 503, not a 500
+        return JobStore(client("s3"), jobs.bucket)
 
 
 @lru_cache(maxsize=1)

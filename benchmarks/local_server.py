@@ -34,11 +34,12 @@ def local_server(log_path: Path, **env: str) -> Iterator[Tuple[str, int]]:
 
 
 @contextlib.contextmanager
-def chalice_local(log_path: Path, *args: str) -> Iterator[Tuple[str, int]]:
+def chalice_local(log_path: Path, *args: str, **env: str) -> Iterator[Tuple[str, int]]:
     """Plain `chalice local [args] --no-autoreload` as a Chalice user types it (the stage's
-    environment from .chalice/config.json, nothing of ours around it), on a free port."""
+    environment from .chalice/config.json, nothing of ours around it but `env`), on a free
+    port."""
     with _started([str(REPO / ".venv" / "bin" / "chalice"), "local", *args], log_path,
-                  {}) as served:
+                  env) as served:
         yield served
 
 

@@ -15,6 +15,10 @@ def client(service: str) -> Any:
     region = _region()
     if service != "s3":
         return boto3.client(service, region_name=region)
+    if boto3.session.Session().get_credentials() is None:
+        # botocore would make the client, then fail to presign with an AttributeError
+        from botocore.exceptions import NoCredentialsError
+        raise NoCredentialsError()
     return _s3(region, "s3v4")
 
 

@@ -123,3 +123,25 @@ def test_given_chalice_local_on_prod_then_health_and_the_503_say_what_was_looked
         assert "`chalice local`" in said and "scripts/serve" in said
     assert health["live"] is True and health["ready"] is False
     assert health["model"]["state"] == "failed"
+
+
+def test_given_plain_chalice_local_with_no_aws_then_a_job_is_a_503_that_says_what_to_run(
+        tmp_path):
+    """The dev stage names a jobs bucket (a placeholder until the user fills it in): under plain
+    `chalice local` with no AWS credentials a job cannot be made, and the answer says so as a
+    JSON 503 that points to scripts/serve, never a 500."""
+    body = json.dumps({"content_type": "image/png", "size": 1000}).encode()
+    no_aws = {"AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_CONFIG_FILE": "/dev/null",
+              "AWS_EC2_METADATA_DISABLED": "true"}
+    clean = {name: "" for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                   "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")}
+    with chalice_local(tmp_path / "dev.log", **no_aws, **clean) as (base, _):
+        status, answer = fetch(f"{base}/xray/jobs", body, "application/json")
+    with chalice_local(tmp_path / "profile.log", **no_aws, **clean,
+                       AWS_PROFILE="no-such-profile") as (base, _):
+        profile_status, profile_answer = fetch(f"{base}/xray/jobs", body, "application/json")
+    assert status == 503 and answer["Code"] == "JobsUnavailable", answer
+    assert "REPLACE_WITH_YOUR_JOBS_BUCKET" in answer["Message"]
+    assert "NoCredentialsError" in answer["Message"] and "scripts/serve" in answer["Message"]
+    assert profile_status == 503 and profile_answer["Code"] == "JobsUnavailable", profile_answer
+    assert "ProfileNotFound" in profile_answer["Message"]

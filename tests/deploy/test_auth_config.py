@@ -2,7 +2,6 @@
 the Cognito pools, the api_key usage plan, the CORS origins the Gateway Responses name, and
 Chalice's own `xray` switch."""
 import json
-import shutil
 
 import pytest
 
@@ -12,13 +11,6 @@ from tests.support.packaging import USER_VALUES
 from tests.support.project import REPO, set_stage
 
 POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEf123"
-
-
-@pytest.fixture
-def project(tmp_path):
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
 
 
 def filled(project, stage: str = "dev", env=None, **values):

@@ -4,7 +4,6 @@ mistake is reported at once, each naming its key, before anything touches AWS. H
 three functions in test_jobs_config.py."""
 import json
 import re
-import shutil
 
 import pytest
 from chalice.config import Config
@@ -12,26 +11,13 @@ from chalice.config import Config
 from deploy.errors import DeployError
 from deploy.policy import allows_get_object, allows_mount, policy_document, write_policy
 from deploy.settings import load_stage
-from tests.support.packaging import USER_VALUES
-from tests.support.project import REPO, set_stage
+from tests.support.packaging import USER_VALUES, filled
+from tests.support.project import REPO
 
 STAGES = ("dev", "prod")
 # the committed loader override of stage dev
 LOADER = {"iam_policy_file": "policy-dev-loader.json", "lambda_timeout": 900,
           "lambda_memory_size": 2048, "reserved_concurrency": 1}
-
-
-@pytest.fixture
-def project(tmp_path):
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
-
-
-def filled(project, stage: str = "dev", **values):
-    set_stage(project, stage, **USER_VALUES)
-    set_stage(project, stage, **values)  # environment variables merge key by key
-    return load_stage(project, stage)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -3,7 +3,6 @@ the deploy path (in process against moto's S3), and as the CloudFormation resour
 package path, from the one definition. The real command puts it in test_moto.py; the template's
 resource is linted in test_package.py."""
 import logging
-import shutil
 
 import boto3
 import pytest
@@ -14,20 +13,13 @@ from deploy import jobs_bucket
 from deploy.settings import load_stage
 from tests.support.moto_shim import moto_shim
 from tests.support.packaging import USER_VALUES
-from tests.support.project import REPO, set_stage
+from tests.support.project import set_stage
 
 REGION = "eu-west-1"
 BUCKET = USER_VALUES["environment_variables"]["XRAY_JOBS_BUCKET"]
 API_ID = "a1b2c3d4e5"
 API_ORIGIN = f"https://{API_ID}.execute-api.{REGION}.amazonaws.com"
 DEV_ORIGINS = ["http://localhost:3000", "http://127.0.0.1:3000"]  # the committed dev stage's
-
-
-@pytest.fixture
-def project(tmp_path):
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
 
 
 def stage(project, stage_name: str = "dev", **env):

@@ -5,7 +5,6 @@ its code touches. The last tests run the real job code (JobService, Worker) agai
 record every S3 call it makes, and check each against that function's policy."""
 import json
 import re
-import shutil
 from fnmatch import fnmatchcase
 
 import boto3
@@ -21,26 +20,13 @@ from chalicelib.settings import JobSettings, Settings
 from deploy.errors import DeployError
 from deploy.policy import policy_document
 from deploy.settings import load_stage
-from tests.support.packaging import USER_VALUES
+from tests.support.packaging import USER_VALUES, filled
 from tests.support.project import REPO, set_stage
 
 STAGES = ("dev", "prod")
 BUCKET = USER_VALUES["environment_variables"]["XRAY_JOBS_BUCKET"]
 JOBS_ARN = f"arn:aws:s3:::{BUCKET}"
 CONFIG = json.loads((REPO / ".chalice" / "config.json").read_text())
-
-
-@pytest.fixture
-def project(tmp_path):
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(REPO / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
-
-
-def filled(project, stage: str = "dev", **values):
-    set_stage(project, stage, **USER_VALUES)
-    set_stage(project, stage, **values)
-    return load_stage(project, stage)
 
 
 def with_function(project, name: str, stage: str = "dev", **values) -> None:

@@ -27,6 +27,15 @@ USER_VALUES = {
 }
 
 
+def filled(project: Path, stage: str = "dev", **values: Any) -> Any:
+    """The stage of `project` with the user's values and `values` (environment variables merge
+    key by key), as the offline validation reads it: its StageSettings."""
+    from deploy.settings import load_stage
+    set_stage(project, stage, **USER_VALUES)
+    set_stage(project, stage, **values)
+    return load_stage(project, stage)
+
+
 def run_package(workdir: Path, stage: str = "prod") -> Path:
     project = copy_project(workdir / "project")
     set_stage(project, stage, **USER_VALUES)

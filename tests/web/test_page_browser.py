@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.browser import chromium, open_page
+from tests.support.browser import open_page
 from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, PNG_TINY_RGB, REPO
 from tests.support.serving import chalice_local, local_server
 
@@ -61,12 +61,6 @@ def server(other_sites, tmp_path_factory):
         except urllib.error.HTTPError as error:
             raise RuntimeError(f"chalice local serves no model: {error.read()[:500]!r}")
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 @pytest.fixture
@@ -237,8 +231,10 @@ def test_a_non_image_named_png_is_refused_by_the_server_in_plain_words(page, ser
 def test_without_a_jobs_bucket_a_file_over_the_limit_is_refused_before_upload(browser,
                                                                              tmp_path):
     """scripts/serve always has a jobs bucket (there such a file goes the jobs way:
-    test_page_jobs_browser.py); plain `chalice local` serves the dev stage, which has none."""
-    with chalice_local(tmp_path / "chalice-local.log") as (base, _):
+    test_page_jobs_browser.py), and so does every stage of .chalice/config.json; plain
+    `chalice local` of a stage no config defines has none."""
+    with chalice_local(tmp_path / "chalice-local.log", "--stage", "local",
+                       XRAY_AUTH="none") as (base, _):
         page = open_page(browser, base + "/")
         try:
             assert page.get_attribute("body", "data-job-max-bytes") == "0"

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chalicelib.settings import DEFAULT_MAX_UPLOAD_BYTES, LOCAL_EFS_ROOT
-from tests.support.browser import chromium, open_page
+from tests.support.browser import open_page
 from tests.support.fixtures import DCM_MONO2, dicom_over_the_sync_limit
 from tests.support.serving import local_server, serving
 from tests.web.test_page_browser import assert_page_shows
@@ -69,12 +69,6 @@ def sync_answer(big_dicom):
                                     body=big_dicom)
     assert response.status_code == 200, response.body[:500]
     return json.loads(response.body)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium(tmp_path_factory.mktemp("chromium-profile")) as context:
-        yield context
 
 
 @pytest.fixture
