@@ -8,14 +8,13 @@ from typing import Any, Dict, Optional
 from chalicelib.errors import InvalidJobRequest, JobNotFound, PayloadTooLarge, UnsupportedImageType
 from chalicelib.imaging.formats import CONTENT_TYPES, media_type
 from chalicelib.jobs import layout
+from chalicelib.jobs.notify import allowed_url
 from chalicelib.jobs.presign import presigned_upload
 from chalicelib.jobs.records import AWAITING_UPLOAD, Job, iso, new_job_id, now
 from chalicelib.jobs.store import JobStore, reachable
 from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
 
 EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
-WEBHOOK = re.compile(r"https://[^\s/?#@]+(/[^\s]*)?|http://(localhost|127\.0\.0\.1)(:\d{1,5})?"
-                     r"(/[^\s]*)?")
 FIELDS = ("content_type", "size", "notify")
 
 
@@ -80,8 +79,7 @@ class JobService:
                                         'leave out "notify.email", or poll status_url')
             notify["email"] = email
         if webhook is not None:
-            if not isinstance(webhook, str) or len(webhook) > 2048 \
-                    or not WEBHOOK.fullmatch(webhook):
+            if not isinstance(webhook, str) or not allowed_url(webhook):  # the notifier's rule
                 raise InvalidJobRequest('"notify.webhook" must be an https:// URL (http:// only '
                                         'for localhost)')
             if not self.settings.webhook_secret_name:
