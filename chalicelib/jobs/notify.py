@@ -34,7 +34,7 @@ from chalicelib.errors import NotificationFailed, NotifierMisconfigured
 from chalicelib.jobs import layout
 from chalicelib.jobs.events import created_object
 from chalicelib.jobs.records import FINAL, SUCCEEDED, Job, iso, now
-from chalicelib.jobs.store import JobStore
+from chalicelib.jobs.store import JobStore, error_code
 from chalicelib.observability.logging import logger
 from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
 
@@ -146,7 +146,7 @@ def _email(notice: Notice, address: str, settings: JobSettings, store: JobStore,
     except Exception as error:  # SES's message quotes addresses: only its code is logged
         store.delete_object(key)
         return _log(EMAIL, FAILED, notice, error_type=type(error).__name__,
-                    error_code=_code(error))
+                    error_code=error_code(error))
     return _log(EMAIL, SENT, notice)
 
 
@@ -258,7 +258,7 @@ def webhook_secret(secrets: Any, name: str) -> str:
             secrets = client("ssm")
         value = secrets.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     except Exception as error:
-        code = _code(error) or type(error).__name__
+        code = error_code(error) or type(error).__name__
         raise NotifierMisconfigured(f"The webhook secret {name} ({WEBHOOK_SECRET_NAME}) cannot "
                                     f"be read ({code}): {how}") from None
     try:
@@ -337,10 +337,6 @@ def _error_type(error: Exception) -> str:
     """ConnectionRefusedError rather than the URLError urllib wraps it in."""
     reason = getattr(error, "reason", None)
     return type(reason if isinstance(reason, BaseException) else error).__name__
-
-
-def _code(error: Exception) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
 
 
 def _log(channel: str, outcome: str, notice: Notice, **fields: Any) -> str:

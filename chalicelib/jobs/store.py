@@ -5,7 +5,7 @@ S3 gives these conditional writes since 2024; moto 5.2.5 honours both headers.""
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional
 
 from chalicelib.errors import JobsUnavailable
 from chalicelib.jobs import layout
@@ -13,6 +13,8 @@ from chalicelib.jobs.records import Job
 
 # What S3 answers when a condition fails (412), or when If-Match names a key that is gone.
 LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404", "412")
+# What S3 answers a HEAD (or a copy) of an object that is not there.
+MISSING = ("NoSuchKey", "404", "NotFound")
 # The user metadata a requeued object carries: how many times it was requeued.
 REQUEUED = "requeued"
 
@@ -32,7 +34,7 @@ def reachable(bucket: str) -> Iterator[None]:
         yield
     except ClientError as error:
         raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be used "
-                              f"({_code(error) or 'error'}): check XRAY_JOBS_BUCKET and the "
+                              f"({error_code(error) or 'error'}): check XRAY_JOBS_BUCKET and the "
                               "function's role") from None
     except BotoCoreError as error:
         raise JobsUnavailable(f"The jobs bucket {bucket!r} could not be reached "
@@ -55,7 +57,8 @@ class ObjectInfo:
         return int(raw) if raw.isdigit() else 0
 
 
-def _code(error: Exception) -> str:
+def error_code(error: Exception) -> str:
+    """The AWS error code of a botocore ClientError ("" for anything else)."""
     return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
 
 
@@ -76,7 +79,7 @@ class JobStore:
         try:
             got = self.s3.get_object(Bucket=self.bucket, Key=layout.record_key(job_id))
         except Exception as error:
-            if _code(error) in ("NoSuchKey", "404"):
+            if error_code(error) in ("NoSuchKey", "404"):
                 return None
             raise
         return Stored(job=Job.from_json(got["Body"].read()), etag=got["ETag"].strip('"'))
@@ -89,7 +92,7 @@ class JobStore:
                                      Body=job.to_json(), ContentType="application/json",
                                      IfMatch=f'"{stored.etag}"')
         except Exception as error:
-            if _code(error) in LOST_RACE:
+            if error_code(error) in LOST_RACE:
                 return None
             raise
         if job.final:
@@ -121,22 +124,17 @@ class JobStore:
         try:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")
         except Exception as error:
-            if _code(error) in LOST_RACE:
+            if error_code(error) in LOST_RACE:
                 return False
             raise
         return True
-
-    def head(self, key: str) -> Optional[Tuple[str, int, Any]]:
-        """(etag, size, last_modified) of an object, or None if it is not there."""
-        info = self.info(key)
-        return None if info is None else (info.etag, info.size, info.last_modified)
 
     def info(self, key: str) -> Optional[ObjectInfo]:
         """The object's ETag, size, LastModified and user metadata; None if it is not there."""
         try:
             got = self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as error:
-            if _code(error) in ("NoSuchKey", "404", "NotFound"):
+            if error_code(error) in MISSING:
                 return None
             raise
         return ObjectInfo(etag=got["ETag"].strip('"'), size=int(got["ContentLength"]),
@@ -150,7 +148,7 @@ class JobStore:
         try:
             got = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)
         except Exception as error:
-            if _code(error) in LOST_RACE:
+            if error_code(error) in LOST_RACE:
                 return None
             raise
         return bytes(got["Body"].read())
@@ -180,7 +178,7 @@ class JobStore:
                                 ContentType=head.get("ContentType") or "application/octet-stream",
                                 Metadata={REQUEUED: str(attempt)})
         except Exception as error:
-            if _code(error) in ("NoSuchKey", "404", "NotFound"):
+            if error_code(error) in MISSING:
                 return False
             raise
         return True

@@ -80,8 +80,8 @@ def final_job(store: JobStore, notify_: Dict[str, str], status: str = SUCCEEDED)
 
 def created_event(store: JobStore, key: str, bucket: str = BUCKET) -> Dict[str, Any]:
     """What EventBridge delivers for S3's Object Created."""
-    head = store.head(key)
-    etag, size = (head[0], head[1]) if head else ("0" * 32, 0)
+    info = store.info(key)
+    etag, size = (info.etag, info.size) if info else ("0" * 32, 0)
     return {"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
             "detail-type": "Object Created", "source": "aws.s3", "account": DEFAULT_ACCOUNT_ID,
             "region": REGION, "resources": [f"arn:aws:s3:::{bucket}"],
@@ -100,7 +100,7 @@ def mails_to(address: str) -> List[Any]:
 
 
 def claimed(store: JobStore, job: Job, channel: str) -> bool:
-    return store.head(layout.notified_key(job.job_id, channel)) is not None
+    return store.info(layout.notified_key(job.job_id, channel)) is not None
 
 
 class Pauses(list):
