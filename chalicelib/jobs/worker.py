@@ -13,7 +13,7 @@ the counts once no input of the batch is left without a result.
 """
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from chalicelib.errors import ClientError, ModelUnavailable
 from chalicelib.jobs import layout
@@ -107,17 +107,26 @@ class Worker:
                 "Code": "UploadSizeMismatch",
                 "Message": f"The job declared {job.size:,} bytes; {len(body):,} arrived"})
         try:
-            result = self.classify(body, job.content_type, self.settings.max_bytes)
-        except ClientError as error:
-            return self._finish(running, error={"Code": type(error).__name__,
-                                                "Message": str(error)})
+            result, error = self._classified(body, job.content_type)
         except ModelUnavailable:
             self._release(running)
             raise
-        except Exception as error:  # a bug: the job says so; the log names the type only
-            log.error("job classification failed: %s", type(error).__name__)
-            return self._finish(running, error=internal_error())
-        return self._finish(running, result=result)
+        return self._finish(running, result=result, error=error)
+
+    def _classified(self, body: bytes, content_type: str
+                    ) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, str]]]:
+        """(POST /xray's answer, None), or (None, the error as a job or batch result says it):
+        the client's error by its class and message, a bug as InternalError (the log names its
+        type only). ModelUnavailable is raised: it ends nothing, the event is retried."""
+        try:
+            return self.classify(body, content_type, self.settings.max_bytes), None
+        except ClientError as error:
+            return None, {"Code": type(error).__name__, "Message": str(error)}
+        except ModelUnavailable:
+            raise
+        except Exception as error:
+            log.error("classification failed: %s", type(error).__name__)
+            return None, internal_error()
 
     def _release(self, stored: Stored) -> None:
         """Gives the claim back: the job is queued again, for a retried event or the sweeper."""
@@ -147,17 +156,12 @@ class Worker:
         if body is None:
             return "replaced"  # a newer object has its own event
         record: Dict[str, Any] = {"file": file, "source_etag": obj.etag, "finished_at": ""}
-        try:
-            record["result"] = self.classify(body, BATCH_CONTENT_TYPE, self.settings.max_bytes)
-            record["status"] = SUCCEEDED
-        except ClientError as error:
-            record.update(status=FAILED, error={"Code": type(error).__name__,
-                                                "Message": str(error)})
-        except ModelUnavailable:
-            raise  # retried with the event, or requeued by the sweeper
-        except Exception as error:
-            log.error("batch classification failed: %s", type(error).__name__)
-            record.update(status=FAILED, error=internal_error())
+        # ModelUnavailable is raised: retried with the event, or requeued by the sweeper
+        result, error = self._classified(body, BATCH_CONTENT_TYPE)
+        if error is None:
+            record.update(result=result, status=SUCCEEDED)
+        else:
+            record.update(status=FAILED, error=error)
         record["finished_at"] = iso(now())
         text = json.dumps(record, separators=(",", ":")).encode()
         if previous is None:
@@ -167,11 +171,8 @@ class Worker:
             self.store.put(key, text)
         if not self.settings.keep_uploads_days:
             self.store.delete_object(obj.key)
-        self.summarise(name)
+        summarise(self.store, name)
         return str(record["status"])
-
-    def summarise(self, name: str) -> bool:
-        return summarise(self.store, name)
 
 
 def finish(settings: JobSettings, store: JobStore, stored: Stored, final: Job) -> bool:
