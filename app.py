@@ -66,8 +66,7 @@ def get_job_store():
 @lru_cache(maxsize=1)
 def get_job_service():
     from chalicelib.jobs.service import JobService
-    store = get_job_store()
-    return JobService(get_settings().jobs, store, store.s3)
+    return JobService(get_settings().jobs, get_job_store())
 
 
 def get_worker(context=None):

@@ -15,11 +15,12 @@ def client(service: str) -> Any:
     region = _region()
     if service != "s3":
         return boto3.client(service, region_name=region)
-    if boto3.session.Session().get_credentials() is None:
+    session = boto3.session.Session()
+    if session.get_credentials() is None:
         # botocore would make the client, then fail to presign with an AttributeError
         from botocore.exceptions import NoCredentialsError
         raise NoCredentialsError()
-    return _s3(region, "s3v4")
+    return _s3(region, "s3v4", session)
 
 
 def upload_origin(bucket: str) -> str:
@@ -43,15 +44,17 @@ def _region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def _s3(region: str, signature_version: Any) -> Any:
+def _s3(region: str, signature_version: Any, session: Any = None) -> Any:
+    """session: the one whose credentials were checked (boto3's default session otherwise)."""
     import boto3
     from botocore.config import Config
+    make = (session or boto3).client
     if os.environ.get(ENDPOINT_URL):
-        return boto3.client("s3", region_name=region,
-                            config=Config(signature_version=signature_version,
-                                          s3={"addressing_style": "path"}))
+        return make("s3", region_name=region,
+                    config=Config(signature_version=signature_version,
+                                  s3={"addressing_style": "path"}))
     suffix = ".cn" if region.startswith("cn-") else ""
-    return boto3.client("s3", region_name=region,
-                        endpoint_url=f"https://s3.{region}.amazonaws.com{suffix}",
-                        config=Config(signature_version=signature_version,
-                                      s3={"addressing_style": "virtual"}))
+    return make("s3", region_name=region,
+                endpoint_url=f"https://s3.{region}.amazonaws.com{suffix}",
+                config=Config(signature_version=signature_version,
+                              s3={"addressing_style": "virtual"}))

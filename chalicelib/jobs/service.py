@@ -19,10 +19,10 @@ FIELDS = ("content_type", "size", "notify")
 
 
 class JobService:
-    def __init__(self, settings: JobSettings, store: JobStore, s3: Any) -> None:
+    def __init__(self, settings: JobSettings, store: JobStore) -> None:
+        """The upload is presigned with the store's own S3 client, for the store's bucket."""
         self.settings = settings
         self.store = store
-        self.s3 = s3
 
     def create(self, body: bytes, base_url: str,
                requested_by: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -35,7 +35,7 @@ class JobService:
         started = now()
         key = layout.upload_key(job_id)
         with reachable(self.settings.bucket):
-            upload = presigned_upload(self.s3, self.settings.bucket, key, content_type, size,
+            upload = presigned_upload(self.store.s3, self.store.bucket, key, content_type, size,
                                       self.settings.upload_expires_s, started)
         status_url = f"{base_url}/xray/jobs/{job_id}"
         job = Job(job_id=job_id, status=AWAITING_UPLOAD, created_at=iso(started),

@@ -342,7 +342,7 @@ def job_code(project):
 def test_the_api_and_the_worker_policies_allow_every_s3_call_their_code_makes(job_code):
     settings, user, clients, calls = job_code
     api_s3, worker_s3 = clients["api_handler"], clients["job_worker"]
-    api = JobService(settings.jobs, JobStore(api_s3, BUCKET), api_s3)
+    api = JobService(settings.jobs, JobStore(api_s3, BUCKET))
     worker = Worker(settings.jobs, JobStore(worker_s3, BUCKET), classify)
     body = b"\x89PNG not really"
     answers = [api.create(json.dumps({"content_type": "image/png", "size": len(body),
@@ -393,7 +393,7 @@ def test_the_sweeper_and_the_notifier_policies_allow_every_s3_call_their_code_ma
     from chalicelib.jobs.sweeper import sweep
     settings, user, clients, calls = job_code
     api_s3 = clients["api_handler"]
-    api = JobService(settings.jobs, JobStore(api_s3, BUCKET), api_s3)
+    api = JobService(settings.jobs, JobStore(api_s3, BUCKET))
     sweeper_s3, notifier_s3 = (boto3.client("s3", region_name="eu-west-1") for _ in range(2))
     recorded = {"job_sweeper": record_calls(sweeper_s3),
                 "job_notifier": record_calls(notifier_s3)}
