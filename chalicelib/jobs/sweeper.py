@@ -14,7 +14,7 @@ why each wait is as long as it is, are in the README's "The sweeper" section.
 import json
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, Optional, Set
 
 from chalicelib.jobs import layout
 from chalicelib.jobs.records import (
@@ -163,11 +163,16 @@ def _sweep_batches(store: JobStore, moment: datetime) -> Iterator[str]:
     worker may take that long on one, and a batch's events queue up behind each other), given
     a failed result after MAX_ATTEMPTS requeues. That result does not stop a later event of the
     same input from classifying it (worker.abandoned)."""
-    results = set(store.keys(layout.RESULTS))
+    results: Dict[str, Set[str]] = {}  # per batch name, listed once it has an input
     touched = set()
     for key in list(store.keys(layout.BATCH)):
         batch = layout.batch_of(key)
-        if batch is None or layout.result_key(*batch) in results:
+        if batch is None:
+            continue
+        name = batch[0]
+        if name not in results:
+            results[name] = set(store.keys(f"{layout.RESULTS}{name}/"))
+        if layout.result_key(*batch) in results[name]:
             continue
         info = store.info(key)
         if info is None or moment - info.last_modified <= STALE_CLAIM:
