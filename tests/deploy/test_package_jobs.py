@@ -15,6 +15,8 @@ from chalicelib.jobs import layout
 from chalicelib.jobs.events import created_object, notifier_pattern, worker_pattern
 from deploy.policy import policy_document
 from deploy.settings import load_stage
+from local_stack.resources import rule_to_queue
+from tests.support.jobs import SQS_VISIBILITY_S
 from tests.support.packaging import USER_VALUES, built_once, translate
 
 pytestmark = pytest.mark.build
@@ -140,12 +142,8 @@ def test_the_templates_rules_match_the_events_moto_s3_emits_for_job_keys_only(pl
                                                      "EventBridgeConfiguration": {}})
         queues = {}
         for name in ("JobWorker", "JobNotifier"):
-            url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            queues[name] = url
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-                "Attributes"]["QueueArn"]
-            events.put_rule(Name=name, EventPattern=json.dumps(rules[name]["EventPattern"]))
-            events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
+            queues[name] = rule_to_queue(sqs, events, name, rules[name]["EventPattern"],
+                                         SQS_VISIBILITY_S)
         job_id = "Q" * 32
         keys = [layout.upload_key(job_id), layout.record_key(job_id),
                 layout.pending_key(job_id), layout.notice_key(job_id),

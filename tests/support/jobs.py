@@ -15,9 +15,11 @@ import requests
 from chalicelib.jobs.events import notifier_pattern, worker_pattern
 from chalicelib.jobs.store import JobStore
 from chalicelib.settings import JOBS_BUCKET
+from local_stack.resources import rule_to_queue
 from tests.support.local_aws import LocalAws, local_aws
 
 BUCKET = "xray-jobs-test"
+SQS_VISIBILITY_S = 30  # SQS's default: a test drains its queues, it never redelivers
 
 
 @dataclass
@@ -56,23 +58,16 @@ def make_jobs_bucket(s3: Any, bucket: str = BUCKET) -> None:
         Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
 
 
-def route_to_queue(aws: LocalAws, name: str, pattern: Dict[str, Any]) -> str:
-    """An EventBridge rule with `pattern` on the default bus, targeting a new SQS queue: its
-    URL."""
-    sqs, events = aws.client("sqs"), aws.client("events")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"]
-    events.put_rule(Name=name, EventPattern=json.dumps(pattern), State="ENABLED")
-    events.put_targets(Rule=name, Targets=[{"Id": name, "Arn": arn}])
-    return url
-
-
 def jobs_stack(aws: LocalAws, bucket: str = BUCKET) -> JobsStack:
+    """Rules with the deployed patterns, each targeting a new SQS queue, as the local stack
+    makes them (local_stack/resources.rule_to_queue)."""
     make_jobs_bucket(aws.client("s3"), bucket)
+    sqs, events = aws.client("sqs"), aws.client("events")
     return JobsStack(aws=aws, bucket=bucket,
-                     worker_queue=route_to_queue(aws, "job-worker", worker_pattern(bucket)),
-                     notifier_queue=route_to_queue(aws, "job-notifier", notifier_pattern(bucket)))
+                     worker_queue=rule_to_queue(sqs, events, "job-worker",
+                                                worker_pattern(bucket), SQS_VISIBILITY_S),
+                     notifier_queue=rule_to_queue(sqs, events, "job-notifier",
+                                                  notifier_pattern(bucket), SQS_VISIBILITY_S))
 
 
 @contextlib.contextmanager
