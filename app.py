@@ -69,6 +69,14 @@ def get_job_service():
     return JobService(get_settings().jobs, get_job_store())
 
 
+@lru_cache(maxsize=1)
+def get_upload_origin():
+    """The jobs bucket's upload origin, for the page's CSP: asked of a botocore client, which
+    takes tens of milliseconds to make, so once per process rather than once per page."""
+    from chalicelib.jobs.clients import upload_origin
+    return upload_origin(get_settings().jobs.bucket)
+
+
 def get_worker(context=None):
     """The worker for one event: context is the Lambda context of that invocation (Chalice
     sets app.lambda_context for HTTP requests only), whose remaining time bounds the wait for
@@ -114,10 +122,8 @@ def upload_page():
     from chalicelib.web import page
     settings = get_settings()
     limit, auth, jobs = settings.max_upload_bytes, settings.auth, settings.jobs
-    origin = None
-    if page.job_limit(limit, jobs):  # larger files go the jobs way, straight to the bucket
-        from chalicelib.jobs.clients import upload_origin
-        origin = upload_origin(jobs.bucket)
+    # larger files go the jobs way, straight to the bucket
+    origin = get_upload_origin() if page.job_limit(limit, jobs) else None
     return Response(body=page.render(limit, auth, jobs),
                     headers=dict(page.headers(limit, auth, jobs, origin)))
 
