@@ -5,21 +5,16 @@ never by name)."""
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
+from local_stack.emulator import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 300  # scripts/setup may have a requirement to install first
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

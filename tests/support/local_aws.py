@@ -1,19 +1,14 @@
 """A local moto server (in this process, on a free loopback port) and the VPC + EFS a user
 would have created before deploying."""
 import contextlib
-import logging
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List
 
 import boto3
 
+from local_stack import emulator
+from local_stack.emulator import CREDENTIALS, REGION
 from tests.support.moto_shim import moto_shim
-from tests.support.serving import free_port
-
-REGION = "us-east-1"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_SESSION_TOKEN": "testing"}
 
 
 @dataclass
@@ -32,25 +27,23 @@ class LocalAws:
 
     def client(self, service: str, region: str = REGION) -> Any:
         return boto3.client(service, region_name=region, endpoint_url=self.endpoint,
-                            aws_access_key_id="testing", aws_secret_access_key="testing",
-                            aws_session_token="testing")
+                            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                            aws_session_token=CREDENTIALS["AWS_SESSION_TOKEN"])
 
 
 @contextlib.contextmanager
 def local_aws() -> Iterator[LocalAws]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    port = free_port()
-    aws = LocalAws(endpoint=f"http://127.0.0.1:{port}")
-    with moto_shim(aws.update_requests, aws.apigateway_calls, aws.lambda_events):
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-        # moto's backends live in this process and outlive a server: start from an empty account
-        urllib.request.urlopen(urllib.request.Request(f"{aws.endpoint}/moto-api/reset",
-                                                      method="POST"), timeout=30).close()
+    """The local stack's moto server (local_stack/emulator.py, an empty account), started
+    inside the test-only shim of moto's gaps."""
+    updates: List[Dict[str, Any]] = []
+    calls: List[str] = []
+    deliveries: List[Dict[str, Any]] = []
+    with moto_shim(updates, calls, deliveries):
+        server = emulator.start()
         try:
-            yield aws
+            yield LocalAws(endpoint=server.endpoint, update_requests=updates,
+                           apigateway_calls=calls, lambda_events=deliveries)
         finally:
             server.stop()
 
