@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-# The modes a stage may use (chalicelib/settings.py AUTH_CHOICES; a test keeps them equal).
-MODES = ("none", "api_key", "iam", "cognito", "iam+api_key", "cognito+api_key")
+from chalicelib.settings import AUTH_CHOICES
+
+# The modes a stage may use (XRAY_AUTH), "none" first: the client's default.
+MODES = ("none",) + tuple(mode for mode in AUTH_CHOICES if mode != "none")
 API_KEY_ENV = "XRAY_API_KEY"
 ID_TOKEN_ENV = "XRAY_ID_TOKEN"
 API_KEY_HEADER = "x-api-key"

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from chalicelib.imaging import formats
+from chalicelib.imaging.formats import CONTENT_TYPE_OF_FORMAT
+
 CONTENT_TYPE_OF_EXTENSION = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                              ".dcm": "application/dicom"}
-DICOM = "application/dicom"
-DICOM_MAGIC_OFFSET, DICOM_MAGIC = 128, b"DICM"
+DICOM = CONTENT_TYPE_OF_FORMAT[formats.DICOM]
+SNIFF_BYTES = 132  # formats.sniff reads the DICM magic at byte 128
 CHUNK = 1024 * 1024
 
 
@@ -54,10 +57,10 @@ def content_type_of(path: Path) -> Optional[str]:
         return known
     try:
         with open(path, "rb") as file:
-            head = file.read(DICOM_MAGIC_OFFSET + len(DICOM_MAGIC))
+            head = file.read(SNIFF_BYTES)
     except OSError:
         return None
-    return DICOM if head[DICOM_MAGIC_OFFSET:] == DICOM_MAGIC else None
+    return DICOM if formats.sniff(head) == formats.DICOM else None
 
 
 def sha256_of(path: Path) -> str:
