@@ -87,7 +87,7 @@ def get_worker(context=None):
 
     def classify(body, content_type, max_bytes):
         return service.classify(body, content_type, max_bytes=max_bytes,
-                                deadline=wait_deadline(context))
+                                deadline=wait_deadline(context)).answer
 
     def ready():
         get_model().get(wait_deadline(context))
@@ -130,20 +130,31 @@ def upload_page():
 
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def classify_xray():
-    """?heatmap=top (or a label) adds a Grad-CAM heatmap; without it no gradient is computed."""
+    """The findings as JSON, or (Accept) as a DICOM SR or a FHIR Bundle (chalicelib/reports).
+    ?heatmap=top (or a label) adds a Grad-CAM heatmap to the JSON; without it no gradient is
+    computed. ?force=true classifies a DICOM the model was not made for (the answer says so)."""
     request = app.current_request
-    heatmap = (request.query_params or {}).get("heatmap")
-    from chalicelib.errors import ModelUnavailable
+    params = request.query_params or {}
+    heatmap = params.get("heatmap")
+    from chalicelib.errors import InvalidParameter, ModelUnavailable
     from chalicelib.inference.lazy import wait_deadline
+    from chalicelib.reports.negotiation import JSON, negotiate
+    from chalicelib.reports.respond import respond
+    from chalicelib.web.params import flag
     from chalicelib.web.uploads import upload_bytes
+    media = negotiate(request.headers.get("accept"))  # a 406 before any work
+    if heatmap is not None and media != JSON:
+        raise InvalidParameter(f"A heatmap is part of the JSON answer only: ask for "
+                               f"Accept: {JSON} with ?heatmap, or leave ?heatmap out.")
     try:  # a slow model store: a JSON 503 before the function's deadline, never a gateway 504
-        result = get_service().classify(upload_bytes(request),
-                                        request.headers.get("content-type", ""), heatmap=heatmap,
-                                        deadline=wait_deadline(app.lambda_context))
+        classification = get_service().classify(
+            upload_bytes(request), request.headers.get("content-type", ""), heatmap=heatmap,
+            deadline=wait_deadline(app.lambda_context), force=flag(params, "force"))
     except ModelUnavailable as error:  # raised, it would lose its Retry-After header
         return error.response()
-    observed.note(image=result["image"], timings_ms=result["timings_ms"])
-    return result
+    answer = classification.answer
+    observed.note(image=answer["image"], timings_ms=answer["timings_ms"])
+    return respond(answer, classification.header, media)
 
 
 @app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)

@@ -42,6 +42,23 @@ class UnclassifiableImage(ClientError):
     STATUS_CODE = 422
 
 
+class NotAChestRadiograph(ClientError):
+    """A DICOM whose header says it is not what the model was made for (its Modality or
+    BodyPartExamined is outside the model's intended use): ?force=true classifies it anyway."""
+    STATUS_CODE = 422
+
+
+class UnsupportedView(ClientError):
+    """A chest radiograph taken from a view the model was not made for (a lateral for a frontal
+    model): ?force=true classifies it anyway."""
+    STATUS_CODE = 422
+
+
+class NotAcceptable(ClientError):
+    """The Accept header names no result format we produce; the message lists them."""
+    STATUS_CODE = 406
+
+
 class ModelUnavailable(ChaliceViewError):
     """The model could not be loaded; /health says why. A server-side state, not a client error.
     retry_after_s, when known, is when a retry can succeed: response() sends it as Retry-After

@@ -1,16 +1,30 @@
 """POST /xray from request bytes to response JSON, with the time each stage took: imaging
-decodes, inference preprocesses, runs and explains, and this module puts the answer together."""
+decodes, inference checks the model's intended use, preprocesses, runs and explains, and this
+module puts the answer together. The answer is JSON; chalicelib/reports renders it as a DICOM SR
+or FHIR, for which a DICOM input's header travels beside it."""
 import time
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from chalicelib.errors import PayloadTooLarge
 from chalicelib.imaging.dispatch import decode
 from chalicelib.imaging.image import Limits
+from chalicelib.inference import intended_use
 from chalicelib.inference.lazy import LazyModel
 from chalicelib.settings import Settings
 
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
 # heatmap= values that mean "the most probable finding"
 TOP = ("", "top", "1", "true")
+
+
+@dataclass
+class Classification:
+    answer: Dict[str, Any]  # what POST /xray answers as JSON
+    # a DICOM input's header without pixels (patient fields included: never logged), or None
+    header: Optional["Dataset"] = field(default=None, repr=False)
 
 
 class XrayService:
@@ -26,12 +40,13 @@ class XrayService:
 
     def classify(self, body: bytes, content_type: str, heatmap: Optional[str] = None,
                  deadline: Optional[float] = None,
-                 max_bytes: Optional[int] = None) -> Dict[str, Any]:
+                 max_bytes: Optional[int] = None, force: bool = False) -> Classification:
         """heatmap: None = no heatmap (no gradient work at all); "top" (or "", "1", "true") =
         a Grad-CAM heatmap for the most probable finding; a label = for that finding.
         deadline: the time.monotonic() until which to wait for a model still loading
         (lazy.wait_deadline); None = as long as the load takes.
-        max_bytes: the size limit when it is not the synchronous route's (an upload job's)."""
+        max_bytes: the size limit when it is not the synchronous route's (an upload job's).
+        force: classify a DICOM whose header says the model was not made for it (marked)."""
         check_size(body, max_bytes or self._max_bytes)
         started = time.perf_counter()
         # Decode before touching the model: bad input is refused without loading torch.
@@ -39,6 +54,9 @@ class XrayService:
         decoded = time.perf_counter()
         classifier = self.model.get(deadline)
         loaded = time.perf_counter()
+        described = image.describe()
+        described["intended_use"] = intended_use.check(described, classifier.manifest.accepts,
+                                                       force)
         explain = heatmap is not None
         label = None if heatmap is None or heatmap.strip().lower() in TOP else heatmap
         label_index = classifier.label_index(label)  # an unknown label fails before the work
@@ -55,13 +73,13 @@ class XrayService:
             "model_load": _ms(decoded, loaded),  # ~0 except on the first request
         }
         answer = {"model": classifier.identity(), **classifier.postprocess(probabilities),
-                  "image": image.describe(), "timings_ms": timings}
+                  "image": described, "timings_ms": timings}
         if explained is not None:
             # the forward pass counts as inference; gradients, upsampling and PNG as heatmap
             timings["inference"] = round(explained.forward_ms, 2)
             timings["heatmap"] = round(_ms(preprocessed, inferred) - explained.forward_ms, 2)
             answer["heatmap"] = explained.heatmap
-        return answer
+        return Classification(answer, image.header)
 
 
 def check_size(body: bytes, max_bytes: int) -> None:

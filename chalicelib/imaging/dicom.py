@@ -2,12 +2,13 @@
 stored values (BitsStored respected) -> modality LUT (rescale slope/intercept) -> VOI LUT or
 window -> MONOCHROME1 inverted so that bright means dense, as in every other format we serve.
 
-No patient field is read, logged or returned: only the image-describing attributes are.
+No patient field is logged or returned: only the image-describing attributes are. The header
+(without its pixels) travels with the decoded image, for the reports that join the input's study.
 """
 import io
 import math
 import warnings
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 
@@ -79,12 +80,43 @@ def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
             pixels, windowed = _voi(values, low, high, ds)
             if photometric == "MONOCHROME1":
                 pixels = 1.0 - pixels
-    return DecodedImage(_finite(pixels), DICOM, {
+    details = {
         "photometric": photometric,
         "bits_stored": int(ds.BitsStored),
         "transfer_syntax": SUPPORTED_TRANSFER_SYNTAXES[syntax],
         "windowed": windowed,
-    })
+        **acquisition(ds),
+    }
+    return DecodedImage(_finite(pixels), DICOM, details, header=_without_pixels(ds))
+
+
+# What the header says of how the image was taken (the model's intended use is checked against
+# these): the answer's `image` member keeps the names on the left, when the file has them.
+ACQUISITION = {"modality": "Modality", "body_part": "BodyPartExamined", "view": "ViewPosition"}
+
+
+def acquisition(ds) -> Dict[str, str]:
+    """modality, body_part and view as the header codes them (CS values: uppercase, <= 16
+    characters), for those present and not empty."""
+    found = {}
+    for name, keyword in ACQUISITION.items():
+        value = ds.get(keyword)
+        text = str(value).strip().upper()[:16] if value is not None else ""
+        if text:
+            found[name] = text
+    return found
+
+
+def _without_pixels(ds):
+    """The header, sharing the read elements, without Pixel Data (nor anything after it)."""
+    from pydicom.dataset import Dataset
+    header = Dataset()
+    header.file_meta = ds.file_meta
+    for element in ds:
+        if element.tag >= PIXEL_DATA:
+            break
+        header.add(element)
+    return header
 
 
 def _stop_after_pixels() -> Callable[[int, Any, int], bool]:

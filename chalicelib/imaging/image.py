@@ -1,12 +1,13 @@
 """The types every decoder shares: what a decoded image is, and the limits it must respect.
 Kept apart from the dispatcher so that each decoder imports them without importing the others."""
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from chalicelib.errors import PayloadTooLarge
 
 if TYPE_CHECKING:
     import numpy as np
+    from pydicom.dataset import Dataset
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,9 @@ class DecodedImage:
     pixels: "np.ndarray"  # float32, shape (height, width), values in [0, 1]
     format: str
     details: Dict[str, Any] = field(default_factory=dict)  # safe to return and to log
+    # A DICOM's header without its pixels, for the reports that join its study (chalicelib/
+    # reports/). It holds patient fields: never described, logged, or shown in a repr.
+    header: Optional["Dataset"] = field(default=None, repr=False, compare=False)
 
     def describe(self) -> Dict[str, Any]:
         height, width = self.pixels.shape

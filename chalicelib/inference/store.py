@@ -74,6 +74,13 @@ class Manifest:
     def onnx(self) -> Optional[Dict[str, Any]]:
         return self.raw.get("onnx")
 
+    @property
+    def accepts(self) -> Dict[str, List[str]]:
+        """What images the model was made for (inference/intended_use.py; its defaults for
+        what the manifest leaves out)."""
+        from chalicelib.inference.intended_use import DEFAULT_ACCEPTS
+        return {**DEFAULT_ACCEPTS, **self.raw.get("accepts", {})}
+
     def identity(self) -> Dict[str, Any]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256,
                 "trained": self.trained}
@@ -131,6 +138,10 @@ def validate_manifest(raw: Any, path: Path) -> None:
     need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
          and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
          '"input" needs an integer "size" and "channels" (1 or 3)')
+    if "accepts" in raw:  # optional: the modalities, body parts and views the model reads
+        from chalicelib.inference.intended_use import validate_accepts
+        problem = validate_accepts(raw["accepts"])
+        need(not problem, problem)
     prep = raw["preprocessing"]
     need(isinstance(prep, dict) and isinstance(prep.get("recipe"), str),
          '"preprocessing" needs a "recipe" name')

@@ -26,7 +26,7 @@ JOB_ACTIONS = {("POST", "/xray/jobs"): "create_job", ("GET", "/xray/jobs/{job_id
 # what a view may note, and what of the decoded image's description may be logged
 NOTES = ("image", "timings_ms", "model_load_ms")
 IMAGE_FIELDS = ("format", "width", "height", "mode", "bits", "photometric", "bits_stored",
-                "transfer_syntax", "windowed")
+                "transfer_syntax", "windowed", "modality", "body_part", "view", "intended_use")
 
 _cold_start = True
 

@@ -1,0 +1,30 @@
+"""A classification as the HTTP answer its request negotiated (negotiation.py): the JSON answer
+itself, its DICOM SR (sr.py) or its FHIR Bundle (fhir.py). The builders are imported only for
+their format: highdicom costs a few hundred milliseconds to import."""
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+
+from chalice import Response
+
+from chalicelib.reports.negotiation import DICOM_SR, FHIR, JSON
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+
+def respond(answer: Dict[str, Any], header: Optional["Dataset"], media: str,
+            uid_seed: Optional[str] = None, status_code: int = 200) -> Response:
+    """answer: what POST /xray answers as JSON; header: a DICOM input's header (None for PNG
+    and JPEG); media: a negotiated type; uid_seed: what the report's UIDs derive from when the
+    same result must always give the same instance (an upload job's), None for new UIDs."""
+    headers: Dict[str, Union[str, List[str]]] = {"Content-Type": media, "Vary": "Accept"}
+    if media == JSON:
+        return Response(body=answer, status_code=status_code, headers=headers)
+    if media == DICOM_SR:
+        from chalicelib.reports.sr import build_sr
+        return Response(body=build_sr(answer, header, uid_seed), status_code=status_code,
+                        headers=headers)
+    if media == FHIR:
+        from chalicelib.reports.fhir import build_bundle
+        return Response(body=build_bundle(answer, header, uid_seed), status_code=status_code,
+                        headers=headers)
+    raise ValueError(f"no renderer for {media}")  # negotiate() offers only the three
