@@ -88,6 +88,12 @@ class InvalidJobRequest(ClientError):
     STATUS_CODE = 400
 
 
+class InvalidStowRequest(ClientError):
+    """POST /studies with a body that is not the multipart/related of DICOM instances PS3.18
+    10.5 describes (no boundary, no parts, a type other than application/dicom, a torn body)."""
+    STATUS_CODE = 400
+
+
 class JobNotFound(ClientError):
     """No job has this id (never had, expired, or deleted)."""
     STATUS_CODE = 404
