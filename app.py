@@ -7,6 +7,7 @@ from functools import lru_cache
 
 from chalice import Chalice, Rate, Response
 
+from chalicelib.dicomweb import STOW_CONTENT_TYPES
 from chalicelib.imaging.formats import ROUTE_CONTENT_TYPES
 from chalicelib.jobs.events import notifier_pattern, worker_pattern
 from chalicelib.observability import logging as observability_logging
@@ -21,7 +22,9 @@ app.debug = False  # never send tracebacks to clients
 observability_logging.install()
 # API Gateway must pass these bodies through as bytes; application/dicom is not a default. The
 # form types are only ever refused, but `chalice deploy` wants a route's types all binary or not.
-app.api.binary_types = sorted(set(app.api.binary_types) | set(ROUTE_CONTENT_TYPES))
+# multipart/related: STOW-RS bodies, and the SRs it answers with.
+app.api.binary_types = sorted(set(app.api.binary_types) | set(ROUTE_CONTENT_TYPES)
+                              | set(STOW_CONTENT_TYPES))
 
 
 @lru_cache(maxsize=1)
@@ -157,6 +160,32 @@ def classify_xray():
     return respond(answer, classification.header, media)
 
 
+@app.route("/studies", methods=["POST"], content_types=STOW_CONTENT_TYPES, **PROTECTED)
+@app.route("/studies/{study}", methods=["POST"], content_types=STOW_CONTENT_TYPES, **PROTECTED)
+def store_instances(study=None):
+    """DICOMweb STOW-RS (PS3.18 10.5), the way a PACS or router pushes instances: each DICOM
+    instance of the multipart/related body is classified (nothing is stored) and the answer is
+    the Store Instances Response Module with each one's findings, or (Accept: multipart/related;
+    type="application/dicom") their SRs (chalicelib/dicomweb). ?force=true as on /xray."""
+    request = app.current_request
+    from chalicelib.dicomweb import stow
+    from chalicelib.errors import ModelUnavailable
+    from chalicelib.inference.lazy import wait_deadline
+    from chalicelib.web.params import flag
+    from chalicelib.web.uploads import upload_bytes
+    media = stow.negotiate(request.headers.get("accept"))  # a 406 before any work
+    try:
+        outcomes = stow.store(get_service(), upload_bytes(request),
+                              request.headers.get("content-type", ""),
+                              max_bytes=get_settings().max_upload_bytes, study=study,
+                              force=flag(request.query_params, "force"),
+                              deadline=wait_deadline(app.lambda_context))
+    except ModelUnavailable as error:  # raised, it would lose its Retry-After header
+        return error.response()
+    observed.note(**stow.notes(outcomes))
+    return stow.respond(outcomes, media)
+
+
 @app.route("/preview", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
 def preview_xray():
     """The decoded image as a small PNG (for DICOM, which browsers cannot show). No model."""
@@ -220,7 +249,9 @@ def delete_job(job_id):
 @app.route("/model", methods=["OPTIONS"])
 @app.route("/xray/jobs", methods=["OPTIONS"])
 @app.route("/xray/jobs/{job_id}", methods=["OPTIONS"])
-def preflight(job_id=None):
+@app.route("/studies", methods=["OPTIONS"])
+@app.route("/studies/{study}", methods=["OPTIONS"])
+def preflight(job_id=None, study=None):
     request = app.current_request
     origin = request.headers.get("origin")
     if origin is None:  # not a browser preflight: say what the path allows

@@ -1,10 +1,11 @@
-"""The audit trail: one line per classification (POST /xray, or a job's upload classified by the
-worker), whatever its outcome, saying who asked (the principal API Gateway authenticated, and
-from which address), which model answered (name, version, sha256) and how it ended; and one line
-per access to a job (created, read, deleted), since a job's record holds a result. It says
-nothing of what was sent or found: no pixels, no findings, no DICOM field, no error message (a
-message may quote a header the client sent), and never a job's id, which is the handle to its
-result: a job is named by job_ref, a digest the same on every line about it."""
+"""The audit trail: one line per classification (POST /xray, a STOW-RS request with its
+instance counts, or a job's upload classified by the worker), whatever its outcome, saying who
+asked (the principal API Gateway authenticated, and from which address), which model answered
+(name, version, sha256) and how it ended; and one line per access to a job (created, read,
+deleted), since a job's record holds a result. It says nothing of what was sent or found: no
+pixels, no findings, no DICOM field (no UID either), no error message (a message may quote a
+header the client sent), and never a job's id, which is the handle to its result: a job is named
+by job_ref, a digest the same on every line about it."""
 import hashlib
 from typing import Any, Dict, Mapping, Optional
 
@@ -26,13 +27,17 @@ def job_ref(job_id: str) -> str:
 
 def classification(*, request_id: Optional[str], stage: str, principal: Principal,
                    source_ip: Optional[str], model: Optional[Mapping[str, Any]], status: int,
-                   error_code: Optional[str], heatmap: bool) -> None:
+                   error_code: Optional[str], heatmap: bool,
+                   instances: Optional[Mapping[str, Any]] = None) -> None:
+    """instances: for STOW-RS, how many instances came, were classified and failed by reason
+    (a 2xx with failures is still "classified": some were)."""
+    extra = {} if instances is None else {"via": "stow", "instances": dict(instances)}
     logger.info("audit", extra={
         "event": "audit", "action": "classify", "request_id": request_id, "stage": stage,
         "principal": principal.as_log(), "source_ip": source_ip,
         "model": {name: model.get(name) for name in MODEL_FIELDS} if model else None,
         "outcome": outcome(status), "status": status, "error_code": error_code,
-        "heatmap": heatmap,
+        "heatmap": heatmap, **extra,
     })
 
 

@@ -5,8 +5,9 @@ for a classification, the audit line.
 What a request line may carry is listed here and nowhere else: ids, cold start, stage, method,
 route (the resource, never the raw path or query), status, error code (never the message: our
 messages quote the Content-Type or Origin the client sent), timings per step, sizes, and what
-was decoded (format, size in pixels, Pillow mode or photometric, bits, transfer syntax). Never
-headers, body, findings or any DICOM field beyond those image-describing ones.
+was decoded (format, size in pixels, Pillow mode or photometric, bits, transfer syntax) and, for
+STOW-RS, how many instances came and how each failed (counts and Failure Reason codes). Never
+headers, body, findings, UIDs or any DICOM field beyond those image-describing ones.
 """
 import json
 import time
@@ -18,13 +19,16 @@ from chalicelib.observability import audit, metrics
 from chalicelib.observability.logging import logger
 from chalicelib.web.principal import principal_of, source_ip
 
-# (method, route) of the classifications, each of which leaves an audit line
-AUDITED = {("POST", "/xray")}
+# (method, route) of the classifications, each of which leaves an audit line (one per request,
+# STOW-RS's included, whose line counts its instances)
+AUDITED = {("POST", "/xray"), ("POST", "/studies"), ("POST", "/studies/{study}")}
 # (method, route) -> action of the job routes, each of which leaves an audit line too
 JOB_ACTIONS = {("POST", "/xray/jobs"): "create_job", ("GET", "/xray/jobs/{job_id}"): "read_job",
                ("DELETE", "/xray/jobs/{job_id}"): "delete_job"}
 # what a view may note, and what of the decoded image's description may be logged
-NOTES = ("image", "timings_ms", "model_load_ms")
+NOTES = ("image", "timings_ms", "model_load_ms", "stow")
+# what of a STOW-RS request's note may be logged (chalicelib/dicomweb/stow.notes)
+STOW_FIELDS = ("instances", "classified", "failure_reasons")
 IMAGE_FIELDS = ("format", "width", "height", "mode", "bits", "photometric", "bits_stored",
                 "transfer_syntax", "windowed", "modality", "body_part", "view", "intended_use")
 
@@ -84,6 +88,8 @@ def _finish(observation: Observation, request: Any, response: Any, lambda_contex
     image = notes.get("image")
     image = {key: image[key] for key in IMAGE_FIELDS if key in image} if image else None
     timings = {str(step): float(ms) for step, ms in (notes.get("timings_ms") or {}).items()}
+    stow = notes.get("stow")
+    stow = {key: stow[key] for key in STOW_FIELDS if key in stow} if stow else None
     request_id = context.get("requestId")
     line: Dict[str, Any] = {
         "event": "request", "request_id": request_id,
@@ -96,6 +102,8 @@ def _finish(observation: Observation, request: Any, response: Any, lambda_contex
         line["timings_ms"] = timings
     if image:
         line["image"] = image
+    if stow:
+        line["stow"] = stow
     logger.info("request", extra=line)
     metrics.emit_request(stage=stage, route=route, status=status, error_code=error_code,
                          total_ms=total_ms, timings_ms=timings, upload_bytes=upload,
@@ -108,7 +116,7 @@ def _finish(observation: Observation, request: Any, response: Any, lambda_contex
             request_id=request_id, stage=stage, principal=principal_of(context),
             source_ip=source_ip(context), model=manifest.identity() if manifest else None,
             status=status, error_code=error_code,
-            heatmap="heatmap" in (request.query_params or {}))
+            heatmap="heatmap" in (request.query_params or {}), instances=stow)
     action = JOB_ACTIONS.get((request.method, route))
     if action is not None:
         job_id = (request.uri_params or {}).get("job_id")
