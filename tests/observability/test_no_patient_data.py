@@ -3,9 +3,11 @@ accession number, institution, referring physician and study fields hold marker 
 through every route, as is and in malformed variants that make pydicom warn or fail, in a fresh
 interpreter running the real Lambda entry point. No marker may appear on stdout (log lines and
 EMF), on stderr, in any log record, in a warning's line, in an answer or an error message; and
-every EMF line follows the EMF specification. The job routes go through it too, with a moto
-server as the jobs bucket: their bodies (notify addresses among them) and the job ids in their
-paths hold markers, which must not be logged either."""
+every EMF line follows the EMF specification. STOW-RS (POST /studies) takes each variant as the
+part of a multipart/related body, and all of them in one body. The job routes go through it
+too, with a moto server as the jobs bucket: their bodies (notify addresses among them) and the
+job ids in their paths hold markers, which must not be logged either; nor may a study UID in
+a STOW-RS path."""
 import base64
 import io
 import json
@@ -21,6 +23,8 @@ from tests.support.dicom_factory import make_dicom
 from tests.support.emf import check_emf, split_lines
 from tests.support.fixtures import REPO
 from tests.support.jobs import local_jobs
+from tests.support.stow import CONTENT_TYPE as STOW_TYPE
+from tests.support.stow import body_of as stow_body
 
 PREFIX = "PHIMARK"  # in every marker, so that a fragment of one is found too
 PATIENT_AND_STUDY = {
@@ -108,7 +112,16 @@ def cases() -> tuple:
         add(f"preview {variant}", "POST", "/preview", body, content_type,
             # the preview never loads the model nor checks the smallest side
             status)
+        # STOW-RS: the variant as the one part of a multipart/related body; a part is taken
+        # only as application/dicom, and a request whose one instance fails is a 409
+        add(f"stow {variant}", "POST", "/studies", stow_body([(content_type, body)]),
+            STOW_TYPE, 200 if status == 200 and content_type == "application/dicom" else 409)
     body = variants()["valid"][0]
+    add("stow all variants", "POST", "/studies",
+        stow_body([(kind, data) for data, kind, _ in variants().values()]), STOW_TYPE, 202)
+    study = PREFIX + "STUDYPATH"  # a study path parameter is a study field: never logged
+    add("stow to a study", "POST", f"/studies/{study}", stow_body([("application/dicom", body)]),
+        STOW_TYPE, 409, resource="/studies/{study}", path_parameters={"study": study})
     add("cognito xray", "POST", "/xray", body, "application/dicom", 200,
         authorizer={"claims": {"sub": "6f1c1d2e-8a3b-4c5d-9e0f-123456789abc"}})
     for method, path, status, headers in [
@@ -209,13 +222,18 @@ def test_given_every_route_then_one_request_line_each_and_one_audit_line_per_cla
     assert [line["status"] for line in requests] == [a["status"] for a in output["answers"]]
     audits = [line for line in logs if line.get("event") == "audit"]
     classifications = [a for a in output["answers"] if a["name"].startswith(
-        ("xray ", "heatmap ", "cognito xray"))]
+        ("xray ", "heatmap ", "cognito xray", "stow "))]
     job_accesses = [a for a in output["answers"]
                     if a["name"].startswith("job ") and "OPTIONS" not in a["name"]]
     assert len([a for a in audits if a["action"] == "classify"]) == len(classifications)
     assert len([a for a in audits if a["action"].endswith("_job")]) == len(job_accesses)
     assert {audit["principal"]["kind"] for audit in audits
             if audit["action"] == "classify"} == {"iam", "cognito"}
+    # one line per STOW-RS request, however many instances it held
+    stows = [a for a in audits if a.get("via") == "stow"]
+    assert len(stows) == len([a for a in output["answers"] if a["name"].startswith("stow ")])
+    assert {"instances": len(variants()), "classified": 2, "failure_reasons": {
+        "0xC000": 6, "0x0122": 2, "0xC122": 1, "0xA700": 1}} in [a["instances"] for a in stows]
 
 
 def test_given_every_route_then_every_emf_line_follows_the_specification(run):

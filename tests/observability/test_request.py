@@ -187,3 +187,24 @@ def test_given_a_fresh_process_when_the_first_request_loads_the_model_then_cold_
     assert [name for name, _, _ in found].count("ColdStart") == 1
     loads = [value for name, _, value in found if name == "ModelLoadTime"]
     assert len(loads) == 1 and loads[0][0] > 0
+
+
+def test_given_a_stow_request_then_one_request_line_and_one_audit_line_with_counts_not_uids(
+        lambda_app, capsys):
+    from tests.support.stow import CONTENT_TYPE, body_of, uids_of
+    instances = [DCM_MONO2.read_bytes(), PNG_CARDIOMEGALY.read_bytes(), DCM_MONO2.read_bytes()]
+    event = iam(proxy_event("POST", "/studies", body_of(instances), CONTENT_TYPE))
+    status, answer, emf, logs = invoke(lambda_app, capsys, event)
+    assert status == 202
+    line = only(logs, "request")
+    assert REQUEST_FIELDS | {"timings_ms", "stow"} == set(line)
+    assert line["stow"] == {"instances": 3, "classified": 2, "failure_reasons": {"0xC000": 1}}
+    assert line["request_bytes"] == len(body_of(instances)) and line["route"] == "/studies"
+    audit = only(logs, "audit")
+    assert (audit["action"], audit["via"], audit["outcome"], audit["status"]) == (
+        "classify", "stow", "classified", 202)
+    assert audit["instances"] == line["stow"]
+    assert audit["principal"] == {"kind": "iam", "id": IAM_ARN, "api_key_id": "k1a2b3"}
+    text = json.dumps(logs) + json.dumps(emf)
+    assert all(uid not in text for uid in uids_of(DCM_MONO2.read_bytes()))
+    assert "Cardiomegaly" not in text and "probability" not in text
