@@ -10,17 +10,23 @@ strictly: delimiters are CRLF "--" boundary, a delimiter line may end in transpo
 delimiter are ignored, and a body that ends before its close delimiter is refused. A part whose
 own headers cannot be read is returned with the problem, so that the instances beside it are
 still served. The Content-Type header's parameters (quoted strings, RFC 2231) are read by the
-standard library, which does that well."""
+standard library, which does that well.
+
+Standard library only (the batch client builds its STOW-RS requests with it): a malformed body
+raises MalformedMultipart, which the route turns into its 400."""
 import secrets
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
-
-from chalicelib.errors import InvalidStowRequest
 
 CRLF = b"\r\n"
 PADDING = b" \t"
 MAX_BOUNDARY = 70            # RFC 2046 5.1.1
 MAX_HEADER_BYTES = 16 * 1024  # a part's header section; DICOMweb parts have one or two lines
+
+
+class MalformedMultipart(ValueError):
+    """The body or its Content-Type is not multipart as RFC 2046 defines it; the message says
+    what to fix."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class Part:
 
 
 def related(content_type: str) -> Related:
-    """The boundary and type parameter of a multipart Content-Type; InvalidStowRequest when it
+    """The boundary and type parameter of a multipart Content-Type; MalformedMultipart when it
     is not multipart or has no usable boundary."""
     from email.message import Message
     from email.utils import collapse_rfc2231_value
@@ -51,11 +57,11 @@ def related(content_type: str) -> Related:
     header["Content-Type"] = content_type
     media = header.get_content_type()
     if not media.startswith("multipart/"):
-        raise InvalidStowRequest(f"Content-Type {content_type!r} is not multipart: send "
+        raise MalformedMultipart(f"Content-Type {content_type!r} is not multipart: send "
                                  f'multipart/related; type="application/dicom"; boundary=...')
     boundary = header.get_boundary()
     if not boundary or len(boundary) > MAX_BOUNDARY or "\r" in boundary or "\n" in boundary:
-        raise InvalidStowRequest(
+        raise MalformedMultipart(
             "The Content-Type has no usable boundary parameter (1 to 70 characters, quoted if "
             'it holds spaces or separators): send multipart/related; type="application/dicom";'
             ' boundary=<the string between the parts>.')
@@ -66,7 +72,7 @@ def related(content_type: str) -> Related:
 
 
 def split(body: bytes, boundary: str) -> List[Part]:
-    """The parts of a multipart body. InvalidStowRequest when the boundary never appears as a
+    """The parts of a multipart body. MalformedMultipart when the boundary never appears as a
     delimiter, the body holds no part, or it ends before its close delimiter."""
     dash = b"--" + boundary.encode("latin-1")
     delimiter = CRLF + dash
@@ -75,21 +81,21 @@ def split(body: bytes, boundary: str) -> List[Part]:
     else:
         position = _find(body, delimiter, 0)
         if position < 0:
-            raise InvalidStowRequest(_no_delimiter(body, dash))
+            raise MalformedMultipart(_no_delimiter(body, dash))
         position += len(delimiter)
     parts: List[Part] = []
     while not body.startswith(b"--", position):  # "--boundary--" closes the body
         start = _line_end(body, position)
         end = _find(body, delimiter, start)
         if end < 0:
-            raise InvalidStowRequest(
+            raise MalformedMultipart(
                 f"The body ends inside part {len(parts) + 1}, before the close delimiter "
                 f"--{boundary}--: the upload was cut short, or a part holds no CRLF before "
                 f"its delimiter.")
         parts.append(_part(body[start:end]))
         position = end + len(delimiter)
     if not parts:
-        raise InvalidStowRequest("The multipart body holds no part: send one DICOM instance per "
+        raise MalformedMultipart("The multipart body holds no part: send one DICOM instance per "
                                  "part.")
     return parts
 

@@ -141,15 +141,18 @@ def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: 
             f"The body is {len(body):,} bytes; this route takes at most {max_bytes:,} bytes per "
             f"request (a Lambda request holds 6 MB after base64). Send fewer instances per "
             f"request, or a larger instance alone through the upload jobs (POST /xray/jobs).")
-    related = multipart.related(content_type)
-    if related.media_type != MULTIPART_RELATED:
-        raise InvalidStowRequest(f"STOW-RS takes {MULTIPART_RELATED}, not "
-                                 f"{related.media_type}.")
-    if related.type not in (None, DICOM):
-        raise InvalidStowRequest(
-            f"The multipart's type is {related.type}; this route takes DICOM instances only "
-            f'(type="{DICOM}"), not metadata and bulk data.')
-    parts = multipart.split(body, related.boundary)
+    try:
+        related = multipart.related(content_type)
+        if related.media_type != MULTIPART_RELATED:
+            raise InvalidStowRequest(f"STOW-RS takes {MULTIPART_RELATED}, not "
+                                     f"{related.media_type}.")
+        if related.type not in (None, DICOM):
+            raise InvalidStowRequest(
+                f"The multipart's type is {related.type}; this route takes DICOM instances only "
+                f'(type="{DICOM}"), not metadata and bulk data.')
+        parts = multipart.split(body, related.boundary)
+    except multipart.MalformedMultipart as error:
+        raise InvalidStowRequest(str(error)) from None
     started, tried = clock(), [0]
 
     def classify(instance: bytes) -> Optional["Classification"]:

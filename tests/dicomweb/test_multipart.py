@@ -8,8 +8,14 @@ from email.policy import HTTP
 
 import pytest
 
-from chalicelib.dicomweb.multipart import content_type, join, new_boundary, related, split
-from chalicelib.errors import InvalidStowRequest
+from chalicelib.dicomweb.multipart import (
+    MalformedMultipart,
+    content_type,
+    join,
+    new_boundary,
+    related,
+    split,
+)
 
 
 @pytest.mark.parametrize("header, boundary, kind", [
@@ -34,7 +40,7 @@ def test_given_a_content_type_then_its_boundary_and_type_are_read(header, bounda
     ("application/dicom", "not multipart"),
 ], ids=["none", "empty", "too-long", "unterminated-quote", "not-multipart"])
 def test_given_a_content_type_without_a_usable_boundary_then_400(header, words):
-    with pytest.raises(InvalidStowRequest) as raised:
+    with pytest.raises(MalformedMultipart) as raised:
         related(header)
     assert words in str(raised.value)
 
@@ -90,7 +96,7 @@ def test_given_a_part_with_broken_headers_then_it_carries_the_problem_and_the_ot
     (b"--b\r\n\r\nno CRLF before the delimiter--b--", "ends inside part 1"),
 ], ids=["empty", "other-boundary", "no-parts", "cut-short", "no-close", "lf", "glued"])
 def test_given_a_malformed_body_then_400_saying_what_is_wrong(body, words):
-    with pytest.raises(InvalidStowRequest) as raised:
+    with pytest.raises(MalformedMultipart) as raised:
         split(body, "b")
     assert words in str(raised.value)
 
@@ -130,3 +136,18 @@ def test_a_body_at_the_synchronous_limit_is_split_quickly_and_exactly(capsys):
         print(f"\nsplit {len(body):,} bytes: ours {ours * 1000:.1f} ms, "
               f"email.parser {theirs * 1000:.1f} ms")
     assert ours < 0.5 and ours < theirs
+
+
+def test_the_parser_needs_nothing_but_the_standard_library():
+    """The batch client builds its STOW-RS requests with it, and needs no Chalice."""
+    from tests.support.serving import run_isolated
+    out = run_isolated(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('chalice', 'numpy', 'pydicom', 'requests'):\n"
+        "            raise ImportError('not installed: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from chalicelib.dicomweb import multipart\n"
+        "print(len(multipart.split(multipart.join([('a/b', b'x')], 'q'), 'q')))\n")
+    assert out.strip() == "1"
