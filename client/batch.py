@@ -7,6 +7,9 @@ when the last run stopped waiting is polled rather than resent, and everything e
 included) is sent again. Two identical files of one run are sent once. Only lines of the same
 --api count: another stage (another model, perhaps) answers afresh.
 
+With --stow (client/stow.py), the SRs of the DICOM files that succeeded, in this run or an
+earlier one, are then sent to a DICOMweb server, once per job.
+
 Nothing here prints a finding: stdout gets the final counts only (client/cli.py), stderr the
 progress bars and, for a file that failed, its path and the server's Code and Message."""
 import sys
@@ -22,6 +25,7 @@ from tqdm import tqdm
 from client.discover import ImageFile, discover, sha256_of
 from client.jobs import JobsApi, StillRunning
 from client.results import FAILED, SUCCEEDED, TIMEOUT, Results
+from client.stow import STORED, Forwarder
 from client.transport import Refused
 
 JOB_NOT_FOUND = 404
@@ -36,10 +40,13 @@ class Counts:
     failed: int = 0
     still_running: int = 0
     skipped: int = 0            # files that are not images
+    stored: int = 0             # --stow: SRs stored in this run
+    already_stored: int = 0     # --stow: stored at the same URL by an earlier run
+    stow_failed: int = 0
 
     @property
     def all_succeeded(self) -> bool:
-        return self.succeeded == self.images
+        return self.succeeded == self.images and self.stow_failed == 0
 
 
 @dataclass
@@ -53,7 +60,7 @@ class Task:
 class Batch:
     def __init__(self, jobs: JobsApi, results: Results, folder: Path, parallel: int = 4,
                  timeout_s: float = 600.0, progress: Optional[bool] = None,
-                 err: TextIO = sys.stderr) -> None:
+                 err: TextIO = sys.stderr, forwarder: Optional[Forwarder] = None) -> None:
         self.jobs = jobs
         self.results = results
         self.folder = folder
@@ -61,6 +68,7 @@ class Batch:
         self.timeout_s = timeout_s
         self.progress = progress
         self.err = err
+        self.forwarder = forwarder
         self.counts = Counts()
         self._lock = threading.Lock()
         self._upload_bar: Optional[tqdm] = None
@@ -79,6 +87,8 @@ class Batch:
         tasks = self._plan(images, self._hashes(images), previous)
         try:
             self._send(tasks)
+            if self.forwarder is not None:
+                self._forward(self.forwarder)
         finally:
             self.results.rewrite()
         return self.counts
@@ -192,6 +202,41 @@ class Batch:
             return self._waited(line)
         except Refused as error:
             return _failed(line, error)
+
+    def _forward(self, forwarder: Forwarder) -> None:
+        """Each succeeded DICOM line's SR to the DICOMweb server, fetched and sent once per job
+        (identical files share one), its outcome appended as the line's "stow" member."""
+        jobs: Dict[str, List[Dict[str, Any]]] = {}
+        for line in self.results.load().values():
+            if forwarder.wants(line):
+                jobs.setdefault(line["status_url"], []).append(line)
+            elif (line.get("stow") or {}).get("url") == forwarder.shown_url and \
+                    line["stow"].get("status") == STORED:
+                self.counts.already_stored += 1
+        with self._bar(total=sum(map(len, jobs.values())), desc="stow", unit="file") as bar, \
+                ThreadPoolExecutor(self.parallel) as pool:
+            futures = {pool.submit(forwarder.forward, url): url for url in jobs}
+            try:
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    for line in jobs[futures[future]]:
+                        self._stowed({**line, "stow": outcome})
+                        bar.update(1)
+            except KeyboardInterrupt:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _stowed(self, line: Dict[str, Any]) -> None:
+        self.results.append(line)
+        outcome = line["stow"]
+        if outcome["status"] == STORED:
+            self.counts.stored += 1
+            return
+        self.counts.stow_failed += 1
+        error = outcome.get("error") or {}
+        self._say(f"{line['file']}: SR not stored at {outcome['url']}: "
+                  f"{error.get('Code', '')}: {error.get('Message', '')}")
 
     def _line(self, image: ImageFile, sha256: Optional[str]) -> Dict[str, Any]:
         return {"file": image.relative, "sha256": sha256, "size": image.size,

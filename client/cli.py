@@ -1,7 +1,8 @@
 """The command line: `python -m client batch FOLDER --api URL [options]`.
 
-Exit status: 0 when every image succeeded (in this run or an earlier one), 1 when some did not
-(failed, expired, or still running at --timeout), 2 for a usage error (nothing is sent), 130
+Exit status: 0 when every image succeeded (in this run or an earlier one) and, with --stow,
+every SR was stored, 1 when some did not (failed, expired, still running at --timeout, or an SR
+not stored), 2 for a usage error (nothing is sent), 130
 when interrupted. stdout gets one line: the counts and where the results are."""
 import argparse
 import sys
@@ -13,6 +14,7 @@ from client.auth import MODES, AuthError, make_auth
 from client.batch import Batch, Counts
 from client.jobs import JobsApi
 from client.results import Busy, Results
+from client.stow import Forwarder, parse_headers
 from client.transport import Transport
 
 DEFAULT_OUT = "xray-results"
@@ -51,6 +53,13 @@ def parser() -> argparse.ArgumentParser:
                             "$XRAY_ID_TOKEN)")
     batch.add_argument("--region", help="for iam: the API's region, when the URL does not "
                                         "name it (a custom domain)")
+    batch.add_argument("--stow", metavar="URL",
+                       help="a DICOMweb server (its service root, e.g. http://pacs:8042/"
+                            "dicom-web) to store the SR of each DICOM file that succeeded "
+                            "into, with STOW-RS (URL/studies): it joins the image's study")
+    batch.add_argument("--stow-header", action="append", default=[], metavar="'NAME: VALUE'",
+                       help="a header for the DICOMweb server (e.g. 'Authorization: Bearer "
+                            "...'), repeatable; the API's credentials are never sent there")
     batch.add_argument("--no-progress", action="store_true",
                        help="no progress bars (they are off anyway when stderr is no terminal)")
     return top
@@ -88,18 +97,34 @@ def run_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except AuthError as error:
         raise UsageError(str(error)) from None
     results_dir: Path = args.out if args.out is not None else folder / DEFAULT_OUT
-    jobs = JobsApi(Transport(auth, retries=args.retries), api)
+    transport = Transport(auth, retries=args.retries)
+    jobs = JobsApi(transport, api)
+    forwarder = None
+    if args.stow is not None:
+        stow = urlsplit(args.stow)
+        if stow.scheme not in ("http", "https") or not stow.hostname or stow.query:
+            raise UsageError(f"--stow must be a DICOMweb server's URL (http:// or https://), "
+                             f"got {args.stow!r}")
+        try:
+            headers = parse_headers(args.stow_header)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        forwarder = Forwarder(transport, api, args.stow, headers)
+    elif args.stow_header:
+        raise UsageError("--stow-header needs --stow")
     try:
         with Results(results_dir) as results:
             batch = Batch(jobs, results, folder, parallel=args.parallel,
                           timeout_s=args.timeout,
-                          progress=False if args.no_progress else None, err=err)
+                          progress=False if args.no_progress else None, err=err,
+                          forwarder=forwarder)
             try:
                 counts = batch.run()
             except KeyboardInterrupt:
-                print(final_line(batch.counts, results, interrupted=True), file=out)
+                print(final_line(batch.counts, results, interrupted=True, forwarder=forwarder),
+                      file=out)
                 return INTERRUPTED
-            print(final_line(counts, results), file=out)
+            print(final_line(counts, results, forwarder=forwarder), file=out)
     except Busy as error:
         raise UsageError(f"{error}: wait for it, or give this one another --out") from None
     except OSError as error:
@@ -108,7 +133,8 @@ def run_batch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0 if counts.all_succeeded else SOME_FAILED
 
 
-def final_line(counts: Counts, results: Results, interrupted: bool = False) -> str:
+def final_line(counts: Counts, results: Results, interrupted: bool = False,
+               forwarder: Optional[Forwarder] = None) -> str:
     parts = [f"{counts.images} image{'s' if counts.images != 1 else ''}: "
              f"{counts.succeeded} succeeded ({counts.already_done} already done, "
              f"{counts.sent} sent)", f"{counts.failed} failed"]
@@ -118,5 +144,8 @@ def final_line(counts: Counts, results: Results, interrupted: bool = False) -> s
         parts.append(f"{counts.images - counts.succeeded - counts.failed - counts.still_running}"
                      " not started (interrupted)")
     skipped = f"{counts.skipped} other file{'s' if counts.skipped != 1 else ''} skipped"
+    if forwarder is not None:
+        skipped += (f"; SRs to {forwarder.shown_url}: {counts.stored + counts.already_stored} "
+                    f"stored ({counts.already_stored} already), {counts.stow_failed} failed")
     return (", ".join(parts) + f"; {skipped}. Results: {results.path}, "
             f"{results.summary_path}")

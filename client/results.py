@@ -3,11 +3,12 @@
 results.jsonl holds one JSON line per file: {"file" (relative to the folder), "sha256",
 "size", "api" (the --api it was sent to), "job_id", "status", "status_url", "finished_at"}
 plus "result" (exactly what POST /xray answers) when succeeded, or "error" ({"Code",
-"Message"}) otherwise. While a batch runs, each outcome is appended (flushed and synced) the
-moment it is known, so an interrupted run keeps everything it learnt. At the end the file is
-rewritten, atomically (a temporary file renamed over it), to the latest line of each file,
-earlier runs' files included: nothing already known is lost, and a reader never sees half a
-file. summary.csv is made from it the same way.
+"Message"}) otherwise, and, with --stow, "stow" (client/stow.py: {"url", "status": stored or
+failed, "http_status", "sop_instance_uid" or "error", "at"}). While a batch runs, each outcome
+is appended (flushed and synced) the moment it is known, so an interrupted run keeps
+everything it learnt. At the end the file is rewritten, atomically (a temporary file renamed
+over it), to the latest line of each file, earlier runs' files included: nothing already known
+is lost, and a reader never sees half a file. summary.csv is made from it the same way.
 
 Statuses: the job's own (succeeded, failed, expired), or "timeout" for a job still running when
 the client stopped waiting (a re-run polls it again), or "failed" for a file the API or S3
@@ -27,7 +28,7 @@ SUMMARY_NAME = "summary.csv"
 LOCK_NAME = ".lock"
 SUCCEEDED, FAILED, TIMEOUT = "succeeded", "failed", "timeout"
 SUMMARY_COLUMNS = ("file", "status", "top_finding", "top_probability", "positives", "model",
-                   "model_version", "error")
+                   "model_version", "error", "stow")
 
 
 class Busy(Exception):
@@ -106,7 +107,8 @@ class Results:
 
 def summary_csv(lines: Iterable[Dict[str, Any]]) -> str:
     """file, status, the top finding and its probability, the positive labels (";"-separated),
-    the model's name and version, and the error's code for a file that did not succeed."""
+    the model's name and version, the error's code for a file that did not succeed, and
+    whether its SR was stored (--stow: stored, failed; empty without)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
@@ -127,8 +129,9 @@ def summary_row(line: Dict[str, Any]) -> Tuple[str, ...]:
         model = str((result.get("model") or {}).get("name", ""))
         version = str((result.get("model") or {}).get("version", ""))
     error = line.get("error") if isinstance(line.get("error"), dict) else {}
+    stow = line.get("stow") if isinstance(line.get("stow"), dict) else {}
     return (line["file"], str(line.get("status", "")), top_label, top_probability, positives,
-            model, version, str((error or {}).get("Code", "")))
+            model, version, str((error or {}).get("Code", "")), str((stow or {}).get("status", "")))
 
 
 def _replace(path: Path, data: bytes) -> None:

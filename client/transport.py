@@ -6,7 +6,7 @@ import random
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import requests
 
@@ -61,6 +61,27 @@ class Transport:
                           f"{response.status_code} with a body that is not JSON",
                           response.status_code) from None
 
+    def fetch(self, url: str, accept: str) -> Tuple[str, bytes]:
+        """An API GET (authenticated as the stage wants) of another format than JSON: the
+        answer's Content-Type and bytes (a job's SR)."""
+        def send() -> requests.Response:
+            headers = {"Accept": accept}
+            headers.update(self.auth.headers("GET", url, b"", headers))
+            return self.session().get(url, headers=headers, timeout=self.timeout_s,
+                                      allow_redirects=False)
+        response = self.retried(send)
+        return response.headers.get("Content-Type", ""), response.content
+
+    def post_elsewhere(self, url: str, body: bytes, headers: Mapping[str, str],
+                       answers: Iterable[int] = ()) -> requests.Response:
+        """A POST to a server that is not the API (a hospital's DICOMweb server): none of the
+        API's credentials, only `headers`. A status in `answers` is returned like a 2xx (STOW-RS
+        says what failed in a 409's body)."""
+        def send() -> requests.Response:
+            return self.session().post(url, data=body, headers=dict(headers),
+                                       timeout=self.timeout_s, allow_redirects=False)
+        return self.retried(send, frozenset(answers))
+
     def post_form(self, url: str, make_body: Callable[[], Any],
                   headers: Mapping[str, str], on_retry: Callable[[], None]) -> None:
         """The presigned S3 POST: no auth of ours (the policy is the authorization). make_body
@@ -76,7 +97,8 @@ class Transport:
                                        timeout=self.timeout_s, allow_redirects=False)
         self.retried(send)
 
-    def retried(self, send: Callable[[], requests.Response]) -> requests.Response:
+    def retried(self, send: Callable[[], requests.Response],
+                answers: FrozenSet[int] = frozenset()) -> requests.Response:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
@@ -86,7 +108,7 @@ class Transport:
                     raise Refused("NetworkError", _reason(error)) from None
                 self.sleep(self._backoff(attempt))
                 continue
-            if response.status_code < 400:
+            if response.status_code < 400 or response.status_code in answers:
                 return response
             if response.status_code not in RETRY_STATUSES or last:
                 raise refused(response)

@@ -1,7 +1,10 @@
 """A loopback stand-in for the jobs contract (POST/GET /xray/jobs and S3's presigned POST), for
 the batch command's own logic: resume, retries, the CSV, auth headers. It checks what S3 would
 (the file part last, every policy field sent, a Content-Length, the declared size) and can be
-told to fail in the ways the client must survive. The real stack is tests/client/test_e2e.py."""
+told to fail in the ways the client must survive. A succeeded DICOM job's status URL answers
+Accept: application/dicom with an SR (made by highdicom in tests/support/stow.py, not ours), and
+POST /pacs/studies stands in for a DICOMweb server's STOW-RS. The real stack is
+tests/client/test_e2e.py; a real PACS, tests/client/test_stow.py."""
 import contextlib
 import hashlib
 import http.server
@@ -28,8 +31,35 @@ def fake_result(data: bytes) -> Dict[str, Any]:
     first = hashlib.sha256(data).digest()[0] / 255
     findings = [{"label": "Nodule", "probability": round(0.5 + first / 2, 6), "threshold": 0.5},
                 {"label": "Effusion", "probability": round(first / 2, 6), "threshold": 0.5}]
+    kind = "dicom" if data[128:132] == b"DICM" else "png"
     return {"model": {"name": "fake-model", "version": "7"}, "findings": findings,
-            "positive": ["Nodule"], "image": {"format": "png"}}
+            "positive": ["Nodule"], "image": {"format": kind}}
+
+
+def fake_report(data: bytes) -> Optional[bytes]:
+    """The SR of a job's upload, None when it is no readable DICOM (the fake's 406)."""
+    from tests.support.stow import sr_of
+    try:
+        return sr_of(data)
+    except Exception:
+        return None
+
+
+def fake_stow(body: bytes, content_type: str) -> Tuple[int, Dict[str, Any]]:
+    """A DICOMweb server that stores every application/dicom part: its Store Instances
+    Response Module, naming each part's SOP Instance UID."""
+    import io
+
+    import pydicom
+
+    from tests.support.stow import parts_of
+    referenced = []
+    for kind, data in parts_of(body, content_type):
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        assert kind == "application/dicom", kind
+        referenced.append({"00081150": {"vr": "UI", "Value": [str(ds.SOPClassUID)]},
+                           "00081155": {"vr": "UI", "Value": [str(ds.SOPInstanceUID)]}})
+    return 200, {"00081190": {"vr": "UR"}, "00081199": {"vr": "SQ", "Value": referenced}}
 
 
 @dataclass
@@ -48,18 +78,23 @@ class FakeApi:
     uploads: List[bytes] = field(default_factory=list)
     upload_headers: List[Dict[str, str]] = field(default_factory=list)
     api_headers: List[Dict[str, str]] = field(default_factory=list)
+    reports: List[Tuple[str, bytes]] = field(default_factory=list)  # (job id, SR) fetched
+    stow_requests: List[Tuple[Dict[str, str], bytes]] = field(default_factory=list)
     polls: int = 0
     problems: List[str] = field(default_factory=list)   # what S3 or API Gateway would refuse
     max_bytes: int = 10_000
     polls_before_final: int = 2
     finishing: bool = True                  # False: every job stays "running"
-    # failures to inject, per kind ("create", "upload", "poll"): how many, and how
+    # failures to inject, per kind ("create", "upload", "poll", "report", "stow"): how many,
+    # and how
     drops: Dict[str, int] = field(default_factory=dict)            # connection closed
     unavailable: Dict[str, int] = field(default_factory=dict)      # 503 + Retry-After: 0
     classify: Callable[[bytes], Tuple[str, Dict[str, Any]]] = \
         lambda data: (("failed", {"error": {"Code": "InvalidImage",
                                             "Message": "truncated PNG"}})
                       if data.startswith(b"BAD") else ("succeeded", {"result": fake_result(data)}))
+    report: Callable[[bytes], Optional[bytes]] = fake_report
+    stow: Callable[[bytes, str], Tuple[int, Dict[str, Any]]] = fake_stow
     api_key: Optional[str] = None           # required as x-api-key
     id_token: Optional[str] = None          # required as Authorization
     iam: bool = False                       # SigV4 required, checked with CREDENTIALS
@@ -101,11 +136,16 @@ def _handler(state: FakeApi) -> type:
                 self._api("create", self._create)
             elif self.path == "/upload":
                 self._upload()
+            elif self.path == "/pacs/studies":
+                self._stow()
             else:
                 self._json(404, {"Code": "NotFound", "Message": self.path})
 
         def do_GET(self) -> None:
-            if self.path.startswith("/xray/jobs/"):
+            if self.path.startswith("/xray/jobs/") and \
+                    "application/dicom" in self.headers.get("Accept", ""):
+                self._api("report", self._report)
+            elif self.path.startswith("/xray/jobs/"):
                 self._api("poll", self._poll)
             else:
                 self._json(404, {"Code": "NotFound", "Message": self.path})
@@ -216,6 +256,38 @@ def _handler(state: FakeApi) -> type:
                 status, outcome = state.classify(job.data)
                 view.update(status=status, **outcome)
             self._json(200, view)
+
+        def _report(self, body: bytes) -> None:
+            """What the jobs route answers Accept: application/dicom with: the SR."""
+            job_id = self.path.rsplit("/", 1)[1]
+            job = state.jobs.get(job_id)
+            if job is None:
+                return self._json(404, {"Code": "JobNotFound", "Message": "No job has this id"})
+            report = state.report(job.data) if job.data is not None else None
+            if report is None:
+                return self._json(406, {"Code": "NotAcceptable", "Message": "no SR for this"})
+            with state.lock:
+                state.reports.append((job_id, report))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/dicom")
+            self.send_header("Content-Length", str(len(report)))
+            self.end_headers()
+            self.wfile.write(report)
+
+        def _stow(self) -> None:
+            body = self._body()
+            if self._injected("stow"):
+                return
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            with state.lock:
+                state.stow_requests.append((headers, body))
+            status, module = state.stow(body, headers.get("content-type", ""))
+            data = json.dumps(module).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
         def _json(self, status: int, body: Dict[str, Any],
                   headers: Optional[Dict[str, str]] = None) -> None:

@@ -81,7 +81,7 @@ def test_every_image_is_sent_and_recorded(tmp_path):
         assert row == {"file": row["file"], "status": "succeeded", "top_finding": "Nodule",
                        "top_probability": str(result["findings"][0]["probability"]),
                        "positives": "Nodule", "model": "fake-model", "model_version": "7",
-                       "error": ""}
+                       "error": "", "stow": ""}
     # stdout: the counts and where the results are, no finding
     assert stdout.count("\n") == 1
     assert "6 images: 6 succeeded (0 already done, 6 sent), 0 failed" in stdout

@@ -88,10 +88,13 @@ def test_summary_row_of_each_kind_of_line():
               "findings": [{"label": "A", "probability": 0.2},
                            {"label": "B", "probability": 0.9}]}
     assert summary_row({"file": "x.png", "status": "succeeded", "result": result}) == \
-        ("x.png", "succeeded", "B", "0.9", "B;A", "m", "3", "")
+        ("x.png", "succeeded", "B", "0.9", "B;A", "m", "3", "", "")
     assert summary_row({"file": "y.dcm", "status": "failed",
                         "error": {"Code": "InvalidImage", "Message": "..."}}) == \
-        ("y.dcm", "failed", "", "", "", "", "", "InvalidImage")
+        ("y.dcm", "failed", "", "", "", "", "", "InvalidImage", "")
+    assert summary_row({"file": "w.dcm", "status": "succeeded", "result": result,
+                        "stow": {"url": "http://pacs/studies", "status": "stored"}})[8] == \
+        "stored"
     assert summary_row({"file": "z.dcm", "status": "timeout", "job_id": "j",
                         "error": {"Code": "StillRunning", "Message": "..."}})[7] == \
         "StillRunning"

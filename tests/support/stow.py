@@ -83,3 +83,32 @@ def parts_of(body: bytes, content_type: str) -> List[Tuple[str, bytes]]:
     assert message.get_content_type() == "multipart/related", content_type
     return [(part.get_content_type(), part.get_payload(decode=True))
             for part in message.iter_parts()]
+
+
+def sr_of(dicom: bytes) -> bytes:
+    """A small Comprehensive SR (highdicom) of a DICOM instance: in its study, with its patient,
+    referencing it. The same instance always gives the same SR UIDs (as an upload job's SR
+    does). For the tests that need an SR before chalicelib/reports/sr.py exists, and never its
+    stand-in: it checks none of what ours must say."""
+    import highdicom as hd
+    import pydicom
+    from pydicom.uid import generate_uid
+    source = pydicom.dcmread(io.BytesIO(dicom), stop_before_pixels=True)
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                    "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber"):
+        if keyword not in source:
+            setattr(source, keyword, "")   # Type 2 in the SR: empty when the image has none
+    finding = hd.sr.TextContentItem(name=hd.sr.CodedConcept("121071", "DCM", "Finding"),
+                                    value="test finding",
+                                    relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    root = hd.sr.ContainerContentItem(
+        name=hd.sr.CodedConcept("18748-4", "LN", "Diagnostic imaging report"))
+    root.ContentSequence = [finding]
+    seed = str(source.SOPInstanceUID)
+    report = hd.sr.ComprehensiveSR(
+        evidence=[source], content=root, series_number=99, instance_number=1,
+        series_instance_uid=generate_uid(entropy_srcs=["series", seed]),
+        sop_instance_uid=generate_uid(entropy_srcs=["instance", seed]), manufacturer="tests")
+    out = io.BytesIO()
+    report.save_as(out, enforce_file_format=True)
+    return out.getvalue()
