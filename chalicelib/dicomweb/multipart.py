@@ -20,7 +20,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 CRLF = b"\r\n"
 PADDING = b" \t"
-MAX_BOUNDARY = 70            # RFC 2046 5.1.1
+# RFC 2046 5.1.1 allows 70 characters, but real senders go past it: Orthanc's STOW-RS client
+# sends two UUIDs (73). Longer ones are taken, up to a bound that keeps the search cheap.
+MAX_BOUNDARY = 200
 MAX_HEADER_BYTES = 16 * 1024  # a part's header section; DICOMweb parts have one or two lines
 
 
@@ -62,9 +64,10 @@ def related(content_type: str) -> Related:
     boundary = header.get_boundary()
     if not boundary or len(boundary) > MAX_BOUNDARY or "\r" in boundary or "\n" in boundary:
         raise MalformedMultipart(
-            "The Content-Type has no usable boundary parameter (1 to 70 characters, quoted if "
-            'it holds spaces or separators): send multipart/related; type="application/dicom";'
-            ' boundary=<the string between the parts>.')
+            f"The Content-Type has no usable boundary parameter (1 to 70 characters, "
+            f"{MAX_BOUNDARY} at most here, quoted if it holds spaces or separators): send "
+            f'multipart/related; type="application/dicom"; boundary=<the string between the '
+            f"parts>.")
     kind = header.get_param("type")
     if isinstance(kind, tuple):  # RFC 2231 encoded
         kind = collapse_rfc2231_value(kind)

@@ -141,6 +141,11 @@ def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: 
             f"The body is {len(body):,} bytes; this route takes at most {max_bytes:,} bytes per "
             f"request (a Lambda request holds 6 MB after base64). Send fewer instances per "
             f"request, or a larger instance alone through the upload jobs (POST /xray/jobs).")
+    if not body:
+        raise InvalidStowRequest(
+            "The request body is empty: send the multipart/related body with a Content-Length "
+            "(chalice local drops a chunked body: with Orthanc's STOW-RS client, set "
+            '"ChunkedTransfers": false on the server entry).')
     try:
         related = multipart.related(content_type)
         if related.media_type != MULTIPART_RELATED:

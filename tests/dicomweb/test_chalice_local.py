@@ -1,14 +1,17 @@
 """STOW-RS through a real `chalice local` (the dev stage, as a user starts it), with the body
 built and sent by the shell recipe the README gives (printf, cat, curl --data-binary): the
 instances arrive intact, each answer is POST /xray's for the same file, and what is not DICOM
-fails in the module instead of failing the request."""
+fails in the module instead of failing the request. And as a PACS sends them: a real Orthanc
+pushes its instances to us with its own STOW-RS client."""
 import json
 import shutil
 import subprocess
 
 import pytest
+import requests
 
 from tests.support.fixtures import DCM_J2K, DCM_MONO2, PNG_CARDIOMEGALY, REPO
+from tests.support.orthanc import available, orthanc
 from tests.support.serving import chalice_local, serving
 from tests.support.stow import failed, parts_of, referenced, uids_of
 
@@ -27,9 +30,16 @@ curl -s -X POST "$STOW_URL" -H 'Accept: application/dicom+json' \
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    with chalice_local(tmp_path_factory.mktemp("stow-local") / "chalice-local.log") as (base, _):
-        yield base
+def local(tmp_path_factory):
+    """(base URL, log file) of the chalice local."""
+    log = tmp_path_factory.mktemp("stow-local") / "chalice-local.log"
+    with chalice_local(log) as (base, _):
+        yield base, log
+
+
+@pytest.fixture(scope="module")
+def served(local):
+    return local[0]
 
 
 def send(base: str, folder, *names: str, path: str = "/studies") -> dict:
@@ -91,3 +101,23 @@ def test_given_accept_multipart_then_chalice_local_sends_the_srs_back_intact(ser
     report = pydicom.dcmread(io.BytesIO(sr))
     assert kind == "application/dicom" and report.Modality == "SR"
     assert report.StudyInstanceUID == uids_of(DCM_MONO2.read_bytes())[2]
+
+
+@pytest.mark.skipif(not available(), reason="Orthanc is not installed: scripts/setup "
+                                            "--with-test-tools installs it")
+def test_given_orthanc_as_the_pacs_then_its_stow_client_pushes_instances_we_classify(
+        local, tmp_path):
+    base, log = local
+    # chalice local drops a chunked body: Orthanc sends Content-Length with ChunkedTransfers off
+    with orthanc(tmp_path, servers={"xray": {"Url": f"{base}/",
+                                             "ChunkedTransfers": False}}) as pacs:
+        ids = [requests.post(f"{pacs.url}/instances", data=fixture.read_bytes(),
+                             timeout=30).json()["ID"] for fixture in (DCM_MONO2, DCM_J2K)]
+        pushed = requests.post(f"{pacs.dicomweb}servers/xray/stow",
+                               json={"Resources": ids, "Synchronous": True}, timeout=300)
+    # Orthanc checks the answer: a Referenced SOP item per instance sent, no Failed SOP
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["InstancesCount"] == "2"
+    lines = [json.loads(text) for text in log.read_text().splitlines()
+             if text.startswith("{") and '"route":"/studies"' in text and '"request"' in text]
+    assert lines[-1]["stow"] == {"instances": 2, "classified": 2, "failure_reasons": {}}

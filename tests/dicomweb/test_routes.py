@@ -155,7 +155,8 @@ def test_given_a_study_url_then_instances_of_other_studies_fail_with_a900(client
     (CONTENT_TYPE, f"--{BOUNDARY}--\r\n".encode(), "holds no part"),
     (CONTENT_TYPE, body_of([DCM_MONO2.read_bytes()])[:-50_000], "ends inside part 1"),
     (CONTENT_TYPE, body_of([b"x"]).replace(b"\r\n", b"\n"), "not CRLF"),
-], ids=["no-boundary", "metadata-type", "no-parts", "cut-short", "lf"])
+    (CONTENT_TYPE, b"", "ChunkedTransfers"),
+], ids=["no-boundary", "metadata-type", "no-parts", "cut-short", "lf", "empty"])
 def test_given_a_malformed_multipart_then_400_saying_what_to_fix(client, content_type, body,
                                                                   words):
     status, kind, error = stow(client, body, content_type=content_type)

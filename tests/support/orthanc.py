@@ -1,6 +1,8 @@
 """A real PACS for the tests: Debian's Orthanc with its DICOMweb plugin, started on loopback with
 a temporary configuration and storage (no DICOM port, no authentication, nothing outside its
-temp folder), and stopped afterwards. STOW-RS, WADO-RS and QIDO-RS go to `dicomweb`."""
+temp folder), and stopped afterwards. STOW-RS, WADO-RS and QIDO-RS go to `dicomweb`; with
+`servers`, Orthanc is also a DICOMweb client of those (its /dicom-web/servers/{name}/stow pushes
+instances to them, as a PACS forwards to an AI service)."""
 import contextlib
 import json
 import shutil
@@ -8,7 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Dict, Iterator, Optional
 
 import requests
 
@@ -36,9 +38,10 @@ def available() -> bool:
 
 
 @contextlib.contextmanager
-def orthanc(workdir: Path) -> Iterator[Orthanc]:
+def orthanc(workdir: Path, servers: Optional[Dict[str, dict]] = None) -> Iterator[Orthanc]:
     """Orthanc on a free loopback port, storing under workdir; stopped (and its port freed) on
-    exit. Fails with Orthanc's log when it does not come up."""
+    exit. Fails with Orthanc's log when it does not come up. servers: the DICOMweb plugin's
+    "Servers" (name -> {"Url", ...}) it may push to."""
     if not available():
         raise RuntimeError(f"Orthanc is not installed ({ORTHANC}, {DICOMWEB_PLUGIN}): "
                            f"scripts/setup --with-test-tools installs it")
@@ -50,7 +53,7 @@ def orthanc(workdir: Path) -> Iterator[Orthanc]:
         "HttpPort": port, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
         "DicomServerEnabled": False, "HttpServerEnabled": True,
         "Plugins": [DICOMWEB_PLUGIN],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "Servers": servers or {}},
     }
     config_file = workdir / "orthanc.json"
     config_file.write_text(json.dumps(config))
