@@ -18,7 +18,7 @@ and failure codes (notes()), never a UID, patient or study field."""
 import json
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from chalice import Response
 
@@ -111,20 +111,39 @@ class Outcome:
 
 def negotiate(accept: Optional[str]) -> str:
     """DICOM_JSON (also for no Accept) or MULTIPART_RELATED (only with type application/dicom,
-    or no type: the SRs are all we send as multipart); NotAcceptable otherwise."""
+    or no type: the SRs are all we send as multipart); NotAcceptable otherwise.
+
+    The SRs only when multipart/related is the Accept header's first media type: API Gateway
+    decides whether to turn a base64 answer back into bytes from the first one alone, and would
+    hand any other client the SRs as base64 text. A header that prefers them further on gets the
+    JSON module if it takes that too, else a 406 that says to put multipart/related first."""
     if accept is None or not accept.strip():
         return DICOM_JSON
-    kept = [f"{media};q={q}" for media, q, params in parse_accept(accept)
-            if media != MULTIPART_RELATED or params.get("type", DICOM).lower() == DICOM]
-    if kept:
-        try:
-            return negotiate_media(", ".join(kept), (DICOM_JSON, MULTIPART_RELATED))
-        except NotAcceptable:
-            pass
-    raise NotAcceptable(f"Accept: {accept} names no format this route answers in. Ask for "
-                        f"{DICOM_JSON} (the Store Instances Response Module with each "
-                        f"instance's findings, the default) or {MULTIPART_RELATED}; "
-                        f'type="{DICOM}" (the classified instances\' SRs).')
+    ranges = [(media, q) for media, q, params in parse_accept(accept)
+              if media != MULTIPART_RELATED or params.get("type", DICOM).lower() == DICOM]
+    chosen = _preferred(ranges, (DICOM_JSON, MULTIPART_RELATED))
+    if chosen == MULTIPART_RELATED and ranges[0][0] != MULTIPART_RELATED:
+        chosen = _preferred(ranges, (DICOM_JSON,))
+        if chosen is None:
+            raise NotAcceptable(
+                f"Accept: {accept} asks for the SRs, but not with {MULTIPART_RELATED} as its "
+                f"first media type, which API Gateway needs to send them as bytes: send Accept: "
+                f'{MULTIPART_RELATED}; type="{DICOM}".')
+    if chosen is None:
+        raise NotAcceptable(f"Accept: {accept} names no format this route answers in. Ask for "
+                            f"{DICOM_JSON} (the Store Instances Response Module with each "
+                            f"instance's findings, the default) or {MULTIPART_RELATED}; "
+                            f'type="{DICOM}" (the classified instances\' SRs).')
+    return chosen
+
+
+def _preferred(ranges: Sequence[Tuple[str, float]], offered: Sequence[str]) -> Optional[str]:
+    if not ranges:
+        return None
+    try:
+        return negotiate_media(", ".join(f"{media};q={q}" for media, q in ranges), offered)
+    except NotAcceptable:
+        return None
 
 
 def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: int,

@@ -21,9 +21,11 @@ from tests.support.stow import CONTENT_TYPE, body_of, uids_of
     ('multipart/related; type="application/dicom"', "multipart/related"),
     ("multipart/related;type=application/dicom", "multipart/related"),
     ("multipart/related", "multipart/related"),
-    ("multipart/*", "multipart/related"),
-    ('application/dicom+json;q=0.5, multipart/related; type="application/dicom"',
+    ('multipart/related; type="application/dicom", application/dicom+json;q=0.5',
      "multipart/related"),
+    # preferred, but not first: API Gateway would send the SRs as base64 text
+    ('application/dicom+json;q=0.5, multipart/related; type="application/dicom"',
+     "application/dicom+json"),
     ('multipart/related; type="application/dicom+json", */*;q=0.1', "application/dicom+json"),
 ])
 def test_given_an_accept_then_the_format_it_asks_for(accept, chosen):
@@ -38,6 +40,14 @@ def test_given_an_accept_we_do_not_answer_in_then_not_acceptable(accept):
     with pytest.raises(NotAcceptable) as raised:
         stow.negotiate(accept)
     assert accept in str(raised.value)
+
+
+@pytest.mark.parametrize("accept", ["multipart/*", 'image/png, multipart/related; type='
+                                                   '"application/dicom"'])
+def test_given_the_srs_asked_for_but_not_first_then_406_saying_to_put_them_first(accept):
+    with pytest.raises(NotAcceptable) as raised:
+        stow.negotiate(accept)
+    assert "first media type" in str(raised.value)
 
 
 def test_given_a_dicom_then_its_uids_and_transfer_syntax_are_read():
