@@ -1,12 +1,14 @@
 """`python -m client batch --stow URL`: the SR of each DICOM file that succeeded is fetched from its
 job (Accept: application/dicom) and stored with STOW-RS into a DICOMweb server. Against the
 fake jobs API (tests/client/fake_api.py, which also stands in for a DICOMweb server, to see
-what reaches it and to fail), and once against a real Orthanc, where the SRs must arrive in
-their images' studies."""
+what reaches it and to fail), against a real Orthanc, where the SRs must arrive in their
+images' studies, and as a hospital runs it: the local stack's real jobs and SRs into Orthanc."""
 import csv
 import io
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
@@ -15,8 +17,9 @@ import pytest
 
 from client.cli import main
 from tests.client.fake_api import fake_api
-from tests.support.fixtures import DCM_J2K, DCM_MONO2, PNG_CARDIOMEGALY
+from tests.support.fixtures import DCM_J2K, DCM_MONO2, PNG_CARDIOMEGALY, REPO
 from tests.support.orthanc import available, orthanc
+from tests.support.serving import local_server
 from tests.support.stow import parts_of, sr_of, uids_of
 
 
@@ -211,3 +214,29 @@ def test_given_a_real_orthanc_then_the_srs_arrive_in_their_images_studies(tmp_pa
         code, stdout, _ = run(folder, api.url, "--stow", pacs.dicomweb)
         assert code == 0 and "2 stored (2 already)" in stdout
         assert len(pacs.study_instances(uids_of(files["a/chest.dcm"])[2])) == 1
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not available(), reason="Orthanc is not installed: scripts/setup "
+                                            "--with-test-tools installs it")
+@pytest.mark.skipif(not (REPO / "chalicelib/reports/sr.py").exists(),
+                    reason="chalicelib/reports/sr.py is written on another branch of issue 15; "
+                           "this test runs once it is merged")
+def test_given_the_local_stack_and_orthanc_then_the_jobs_real_srs_join_their_studies(tmp_path):
+    """`scripts/serve` (chalice local, moto, the worker) classifies the folder through real
+    jobs, each job's SR is ours (chalicelib/reports/sr.py), and Orthanc files each one in its
+    image's study, next to nothing else (the images themselves are not sent)."""
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    files = make_folder(folder)
+    with local_server(tmp_path / "serve.log") as (base, _), orthanc(tmp_path / "pacs") as pacs:
+        done = subprocess.run([sys.executable, "-m", "client", "batch", str(folder), "--api",
+                               base, "--stow", pacs.dicomweb, "--no-progress"], cwd=REPO,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        lines = lines_of(folder)
+        for name in ("a/chest.dcm", "b/IM000002"):
+            found = pacs.study_instances(uids_of(files[name])[2])
+            assert [item["00080060"]["Value"][0] for item in found] == ["SR"]
+            assert found[0]["00080018"]["Value"][0] == lines[name]["stow"]["sop_instance_uid"]
+        assert "2 stored (0 already), 0 failed" in done.stdout

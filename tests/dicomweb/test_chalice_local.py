@@ -47,7 +47,9 @@ def send(base: str, folder, *names: str, path: str = "/studies") -> dict:
                             capture_output=True, timeout=300,
                             env={"PATH": "/usr/bin:/bin", "STOW_URL": f"{base}{path}"})
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    answer = json.loads(result.stdout)
+    assert "Code" not in answer, answer   # a module, not an error
+    return answer
 
 
 def test_given_the_readme_recipe_then_chalice_local_classifies_each_instance(
