@@ -179,7 +179,8 @@ def store_instances(study=None):
                               request.headers.get("content-type", ""),
                               max_bytes=get_settings().max_upload_bytes, study=study,
                               force=flag(request.query_params, "force"),
-                              deadline=wait_deadline(app.lambda_context))
+                              deadline=wait_deadline(app.lambda_context),
+                              reports=media == stow.MULTIPART_RELATED)
     except ModelUnavailable as error:  # raised, it would lose its Retry-After header
         return error.response()
     observed.note(**stow.notes(outcomes))

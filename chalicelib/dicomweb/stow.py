@@ -77,9 +77,9 @@ ANSWER_TAG = "00091001"  # UT: the instance's JSON answer, exactly what POST /xr
 ERROR_TAG = "00091002"   # UT: why the instance failed, {"Code", "Message"} as POST /xray says it
 
 DICOM = "application/dicom"
-# Classifying stops once this much time went by (the first instance is always tried): API
-# Gateway gives up on a request after 29 s, and the SRs are still to be made after the loop.
-# Those not tried fail with OUT_OF_RESOURCES, to be sent again in another request.
+# Classifying (and making the SRs, when asked) stops once this much time went by, the first
+# instance always tried: API Gateway gives up on a request after 29 s, and the last instance
+# started still has to finish. Those not tried fail with OUT_OF_RESOURCES, to be sent again.
 BUDGET_S = 20.0
 # Elements read before (0020,000D) to find the UIDs; a radiograph has a few dozen there.
 MAX_IDENTITY_ELEMENTS = 2_000
@@ -103,6 +103,7 @@ class Outcome:
     header: Optional["Dataset"] = field(default=None, repr=False)  # for the SR
     reason: Optional[int] = None              # failed: its Failure Reason
     error: Optional[Dict[str, str]] = None    # failed: {"Code", "Message"}
+    report: Optional[bytes] = field(default=None, repr=False)  # its SR, when asked for
 
     @property
     def classified(self) -> bool:
@@ -148,11 +149,12 @@ def _preferred(ranges: Sequence[Tuple[str, float]], offered: Sequence[str]) -> O
 
 def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: int,
           study: Optional[str] = None, force: bool = False, deadline: Optional[float] = None,
-          budget_s: float = BUDGET_S,
+          reports: bool = False, budget_s: float = BUDGET_S,
           clock: Callable[[], float] = time.monotonic) -> List[Outcome]:
     """Every part's outcome, in the body's order. study: the {study} of POST /studies/{study}
     (instances of another study fail); force: classify what the model was not made for;
-    deadline: how long to wait for a model still loading (the service's). Raises
+    deadline: how long to wait for a model still loading (the service's); reports: make each
+    classified instance's SR as it goes (for MULTIPART_RELATED), inside the budget. Raises
     PayloadTooLarge and InvalidStowRequest for the request as a whole; ModelUnavailable
     (the model cannot answer) too, since no instance could then be classified."""
     if len(body) > max_bytes:
@@ -185,7 +187,14 @@ def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: 
             return None
         tried[0] += 1
         return service.classify(instance, DICOM, deadline=deadline, force=force)
-    return [_instance(part, number, study, classify) for number, part in enumerate(parts, 1)]
+    outcomes = []
+    for number, part in enumerate(parts, 1):
+        outcome = _instance(part, number, study, classify)
+        if reports and outcome.answer is not None:
+            from chalicelib.reports.sr import build_sr
+            outcome.report = build_sr(outcome.answer, outcome.header, None)
+        outcomes.append(outcome)
+    return outcomes
 
 
 def status_code(outcomes: Sequence[Outcome]) -> int:
@@ -206,18 +215,22 @@ def response_module(outcomes: Sequence[Outcome]) -> Dict[str, Any]:
 
 
 def respond(outcomes: Sequence[Outcome], media: str) -> Response:
-    """The module as DICOM JSON, or (MULTIPART_RELATED) one SR per classified instance, in the
-    body's order, followed, when some instance failed, by a last application/dicom+json part
-    holding the module (what failed, and why). With no instance classified there is no SR to
-    send: the answer is then the module, whatever was asked."""
+    """The module as DICOM JSON, or (MULTIPART_RELATED: store(..., reports=True) made them) one
+    SR per classified instance, in the body's order, followed, when some instance failed, by a
+    last application/dicom+json part holding the module (what failed, and why). With no
+    instance classified there is no SR to send: the answer is then the module, whatever was
+    asked."""
     status = status_code(outcomes)
     headers: Dict[str, Union[str, List[str]]] = {"Vary": "Accept"}
     if media != MULTIPART_RELATED or status == 409:
         return Response(body=response_module(outcomes), status_code=status,
                         headers={**headers, "Content-Type": DICOM_JSON})
-    from chalicelib.reports.sr import build_sr
-    parts = [(DICOM_SR, build_sr(outcome.answer, outcome.header, None))
-             for outcome in outcomes if outcome.classified and outcome.answer is not None]
+    parts: List[Tuple[str, bytes]] = []
+    for outcome in outcomes:
+        if outcome.classified:
+            if outcome.report is None:
+                raise ValueError("respond() with multipart/related needs store(reports=True)")
+            parts.append((DICOM_SR, outcome.report))
     if status == 202:
         parts.append((DICOM_JSON, _compact(response_module(outcomes)).encode()))
     boundary = multipart.new_boundary()

@@ -114,3 +114,21 @@ def test_the_notes_count_and_sum_but_name_no_instance():
     assert notes == {"timings_ms": {"decode": 4.5, "inference": 6.0},
                      "stow": {"instances": 4, "classified": 3,
                               "failure_reasons": {"0xC000": 1}}}
+
+
+def test_given_srs_asked_for_then_their_making_counts_against_the_budget(monkeypatch):
+    import sys
+    import types
+    clock = [0.0]
+
+    def build_sr(answer, header, uid_seed):   # a slow SR builder (unit test only)
+        clock[0] += 15
+        return b"SR"
+    monkeypatch.setitem(sys.modules, "chalicelib.reports.sr",
+                        types.SimpleNamespace(build_sr=build_sr))
+    service = FakeService(clock, seconds=1)
+    outcomes = stow.store(service, body_of([DCM_MONO2.read_bytes()] * 3), CONTENT_TYPE,
+                          max_bytes=10 ** 8, reports=True, budget_s=20, clock=lambda: clock[0])
+    # 0 s: classified, SR done at 16 s; 16 s: classified, SR done at 32 s; then out of time
+    assert [outcome.report for outcome in outcomes] == [b"SR", b"SR", None]
+    assert outcomes[2].reason == 0xA700 and service.calls == 2
