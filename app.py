@@ -85,9 +85,9 @@ def get_worker(context=None):
     from chalicelib.jobs.worker import Worker
     service = get_service()
 
-    def classify(body, content_type, max_bytes):
+    def classify(body, content_type, max_bytes, force):
         return service.classify(body, content_type, max_bytes=max_bytes,
-                                deadline=wait_deadline(context)).answer
+                                deadline=wait_deadline(context), force=force)
 
     def ready():
         get_model().get(wait_deadline(context))
@@ -202,7 +202,8 @@ def create_job():
 
 @app.route("/xray/jobs/{job_id}", methods=["GET"], **PROTECTED)
 def job_status(job_id):
-    return get_job_service().status(job_id)
+    """The status, then the result: JSON, or (Accept) the result's DICOM SR or FHIR."""
+    return get_job_service().answer(job_id, app.current_request.headers.get("accept"))
 
 
 @app.route("/xray/jobs/{job_id}", methods=["DELETE"], **PROTECTED)
