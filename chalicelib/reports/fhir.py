@@ -14,10 +14,12 @@ study at all. The findings are probabilities, not diagnoses: no coded conclusion
 lift those into a problem list), and an untrained model's warning is in the conclusion and on
 every Observation, which a receiver may show on its own.
 
-Ids: with uid_seed (an upload job's), every id derives from it, so the same job always gives the
-same Bundle but for its timestamps; without one they are new. The Device's id follows the
-weights' sha256 alone, as its DICOM device UID does: the same algorithm is the same Device in
-every report."""
+Ids and times: with uid_seed (an upload job's), every id derives from it one way (a job's id is
+the handle to its result: the ids must not reveal it), so the same job always gives the same
+Bundle; the JSON answer does not say when it was made, so such a Bundle carries no issue time
+rather than the time of each read. Without a seed, the ids are new and the report is issued now.
+The Device's id follows the weights' sha256 alone, as its DICOM device UID does: the same
+algorithm is the same Device in every report."""
 import re
 import uuid
 from datetime import datetime, timezone
@@ -65,7 +67,8 @@ def build_bundle(answer: Dict[str, Any], header: Optional["Dataset"],
     uid_seed: what every id derives from (None: new ids). The Bundle as JSON-ready dict."""
     ids = _Ids(uid_seed)
     device = device_of(answer)
-    issued = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    issued = (None if uid_seed is not None
+              else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
     source = _Source(header)
     warning = _warning(answer, device)
 
@@ -80,7 +83,8 @@ def build_bundle(answer: Dict[str, Any], header: Optional["Dataset"],
         context["subject"] = source.patient
     if source.study_date is not None:
         context["effectiveDateTime"] = source.study_date
-    context["issued"] = issued
+    if issued is not None:
+        context["issued"] = issued
 
     positive = set(answer["positive"])
     observations = [
@@ -111,14 +115,16 @@ def build_bundle(answer: Dict[str, Any], header: Optional["Dataset"],
     if study is not None:
         resources.append(study)
     bundle_id = ids.make("bundle")
-    return {
+    bundle: Dict[str, Any] = {
         "resourceType": "Bundle",
         "id": bundle_id,
         "identifier": {"system": URI, "value": _url(bundle_id)},
         "type": "collection",
-        "timestamp": issued,
-        "entry": [{"fullUrl": _url(r["id"]), "resource": r} for r in resources],
     }
+    if issued is not None:
+        bundle["timestamp"] = issued
+    bundle["entry"] = [{"fullUrl": _url(r["id"]), "resource": r} for r in resources]
+    return bundle
 
 
 class _Ids:
