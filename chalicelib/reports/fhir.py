@@ -20,6 +20,7 @@ Bundle; the JSON answer does not say when it was made, so such a Bundle carries 
 rather than the time of each read. Without a seed, the ids are new and the report is issued now.
 The Device's id follows the weights' sha256 alone, as its DICOM device UID does: the same
 algorithm is the same Device in every report."""
+import copy
 import re
 import uuid
 from datetime import datetime, timezone
@@ -124,7 +125,8 @@ def build_bundle(answer: Dict[str, Any], header: Optional["Dataset"],
     if issued is not None:
         bundle["timestamp"] = issued
     bundle["entry"] = [{"fullUrl": _url(r["id"]), "resource": r} for r in resources]
-    return bundle
+    # the codings above are module constants and the subject one dict: the caller's own copy
+    return copy.deepcopy(bundle)
 
 
 class _Ids:

@@ -312,6 +312,18 @@ def test_given_a_seed_when_built_twice_then_the_same_bundle_without_the_seed_in_
     assert seed not in json.dumps(first) and seed.removeprefix("job-") not in json.dumps(first)
 
 
+def test_given_a_bundle_changed_by_its_caller_then_the_next_one_is_not(classified):
+    classification = classified[DCM_J2K.name]
+    first = fhir.build_bundle(classification.answer, classification.header, uid_seed="a")
+    report = the(first, "DiagnosticReport")
+    report["code"]["coding"][0]["code"] = "changed"
+    report["subject"]["identifier"]["value"] = "changed"
+    again = fhir.build_bundle(classification.answer, classification.header, uid_seed="a")
+    assert the(again, "DiagnosticReport")["code"]["coding"][0]["code"] == "36554-4"
+    assert {r["subject"]["identifier"]["value"] for r in resources(again, "Observation")} == {
+        classification.header.PatientID}
+
+
 def test_given_no_seed_when_built_twice_then_new_ids_but_the_same_device(classified):
     classification = classified[DCM_J2K.name]
     first = fhir.build_bundle(classification.answer, classification.header)
