@@ -55,6 +55,7 @@ TYPE_2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDa
 # what a reference to the input image needs (a Hierarchical SOP Instance Reference)
 REFERENCE = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
 UTF8 = "ISO_IR 192"
+SEXES = ("M", "F", "O")  # Patient's Sex's enumerated values (C.7.1.1)
 
 
 def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
@@ -156,7 +157,9 @@ def _subject(header: Optional["Dataset"], uid: Callable[[str], str],
     source = source_header(header) if header is not None else Dataset()
     subject = Dataset()
     for keyword in PATIENT_AND_STUDY:
-        if keyword in source:
+        # a value the input's VR does not allow (a birth date that is no date) cannot be in a
+        # valid SR: it is left out, as if the input had none, never repaired nor guessed
+        if keyword in source and (keyword == "StudyInstanceUID" or _valid(source[keyword])):
             subject.add(source[keyword])
     for keyword in TYPE_2:
         if keyword not in subject:
@@ -171,6 +174,26 @@ def _subject(header: Optional["Dataset"], uid: Callable[[str], str],
         for keyword in REFERENCE[1:]:
             subject.add(source[keyword])
     return subject, referenced
+
+
+def _valid(element: Any) -> bool:
+    """Whether a copied element's value is one its VR allows (PS3.5 6.2), as pydicom and
+    highdicom check it when the SR is made and written."""
+    from pydicom import config
+    from pydicom.valuerep import DA, TM, validate_value
+    if element.VR == "SQ" or element.value in (None, ""):
+        return True
+    try:
+        if element.VR == "DA":
+            DA(element.value)
+        elif element.VR == "TM":
+            TM(element.value)
+        elif element.keyword == "PatientSex" and element.value not in SEXES:
+            return False
+        validate_value(element.VR, element.value, config.RAISE)
+    except (ValueError, TypeError, OverflowError):  # their messages quote the value: not kept
+        return False
+    return True
 
 
 def _is_image(sop_class_uid: str) -> bool:

@@ -246,3 +246,22 @@ def test_given_a_latin1_name_then_the_sr_keeps_the_inputs_character_set_or_write
     validated(stored, tmp_path)
     assert read_sr(stored).SpecificCharacterSet == "ISO_IR 192"
     assert str(read_sr(stored).PatientName) == name
+
+
+def test_given_patient_fields_their_vr_does_not_allow_then_they_are_empty_and_the_rest_copied(
+        classify, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the values as it writes them
+        body = small_dicom(PatientID="P-2", PatientBirthDate="not a date", PatientSex="X",
+                           StudyTime="2561", StudyDescription="x" * 80,
+                           StudyInstanceUID=pydicom.uid.generate_uid(),
+                           SeriesInstanceUID=pydicom.uid.generate_uid())
+    classification = classify(body, "application/dicom")
+    sr_body = build_sr(classification.answer, classification.header)
+    validated(sr_body, tmp_path)
+    sr = read_sr(sr_body)
+    # type 2: present and empty, never repaired; type 3 (LO, at most 64 characters): left out
+    assert (sr.PatientBirthDate, sr.PatientSex, sr.StudyTime) == ("", "", "")
+    assert "StudyDescription" not in sr
+    assert (sr.PatientID, str(sr.PatientName)) == ("P-2", "Test^Patient")
+    assert sr.StudyInstanceUID == classification.header.StudyInstanceUID
