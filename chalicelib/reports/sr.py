@@ -107,7 +107,7 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     equipment = hd.ContributingEquipment(
         manufacturer=device.manufacturer,
         purpose_of_reference=codes.DCM.ProcessingEquipment,
-        manufacturer_model_name=device.model_name,
+        manufacturer_model_name=_lo(device.model_name),
         software_versions=_software_versions(device),
         contribution_datetime=now,
         contribution_description="Classified the image; wrote this report")
@@ -121,7 +121,7 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
         evidence=[subject], content=report, series_instance_uid=series_uid,
         series_number=SERIES_NUMBER, sop_instance_uid=instance_uid,
         instance_number=INSTANCE_NUMBER, manufacturer=device.manufacturer,
-        manufacturer_model_name=device.model_name,
+        manufacturer_model_name=_lo(device.model_name),
         software_versions=_software_versions(device), series_description=SERIES_DESCRIPTION,
         is_complete=True, is_final=False, is_verified=False,
         contributing_equipment=[equipment], coding_schemes=schemes,
@@ -248,7 +248,12 @@ def _notes(answer: Dict[str, Any]) -> List[str]:
 
 
 def _software_versions(device: Device) -> List[str]:
-    return [f"model {device.model_version}", f"service {device.service_version}"]
+    return [_lo(f"model {device.model_version}"), _lo(f"service {device.service_version}")]
+
+
+def _lo(text: str) -> str:
+    """A Long String (LO) value: at most 64 characters."""
+    return text[:64]
 
 
 def _coded(code: Code) -> Any:

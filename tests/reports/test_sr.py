@@ -265,3 +265,16 @@ def test_given_patient_fields_their_vr_does_not_allow_then_they_are_empty_and_th
     assert "StudyDescription" not in sr
     assert (sr.PatientID, str(sr.PatientName)) == ("P-2", "Test^Patient")
     assert sr.StudyInstanceUID == classification.header.StudyInstanceUID
+
+
+def test_given_a_model_name_longer_than_a_long_string_then_the_equipment_names_its_start(
+        classified, tmp_path):
+    answer = copy.deepcopy(classified[PNG_CARDIOMEGALY].answer)
+    answer["model"]["name"] = "chest-" + "x" * 80
+    body = build_sr(answer, None)
+    validated(body, tmp_path)
+    sr = read_sr(body)
+    assert sr.ManufacturerModelName == sr.ContributingEquipmentSequence[0].ManufacturerModelName \
+        == answer["model"]["name"][:64]
+    (observer,) = sr.content.get_observer_contexts()  # a TEXT item: the whole name
+    assert observer.observer_identifying_attributes.name == answer["model"]["name"]
