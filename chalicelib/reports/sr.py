@@ -15,13 +15,14 @@ workstation shows beside the images: a Comprehensive 3D SR whose content follows
   finding (the untrained demo's warning, an image classified against its intended use) is text
   in the report's Qualitative Evaluations container.
 - A DICOM input's SR joins the input's study: its patient and study elements are copied
-  (source.py; type 2 ones the input lacks are present and empty, never made up), its Study
+  (source.py; a type 2 one the input lacks, or whose value its VR does not allow, is present and
+  empty: never made up nor repaired), its Study
   Instance UID kept, a new series and instance made, and the input referenced (Current
   Requested Procedure Evidence and each group's source image). A PNG or JPEG has no patient
   nor study: its SR is a new study with an empty patient module.
 
-highdicom (and what it imports) costs a few hundred milliseconds: it is imported here, inside
-build_sr, and this module only when an SR is asked for (respond.py)."""
+highdicom is slow to import and only SR requests need it: it is imported inside build_sr, and
+this module only when an SR is asked for (respond.py)."""
 import datetime
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -44,7 +45,7 @@ PROCEDURE = Code("36554-4", "LN", "XR Chest Single View")
 # mapping guide names it), and the concept of its text items.
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
 COMMENT = Code("121106", "DCM", "Comment")
-# The patient and study elements an SR carries (PS3.3 C.7.1.1, C.7.2.1, C.7.2.2): type 2 ones
+# The patient and study elements an SR copies (PS3.3 C.7.1.1, C.7.2.1): type 2 ones
 # are present, empty when the input has no value.
 PATIENT_AND_STUDY = ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
                      "PatientSex", "OtherPatientIDsSequence", "StudyInstanceUID", "StudyDate",
@@ -63,7 +64,7 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     """The Part 10 bytes of the SR of `answer` (POST /xray's JSON). header: the DICOM input's
     header (None for PNG/JPEG). uid_seed: what the SR's new UIDs (series, instance, a new
     study's, the findings' tracking UIDs) derive from, so that the same job always gives the
-    same SR; None for fresh ones."""
+    same instance; None for fresh ones."""
     import io
 
     import highdicom as hd
