@@ -16,10 +16,10 @@ workstation shows beside the images: a Comprehensive 3D SR whose content follows
   in the report's Qualitative Evaluations container.
 - A DICOM input's SR joins the input's study: its patient and study elements are copied
   (source.py; a type 2 one the input lacks, or whose value its VR does not allow, is present and
-  empty: never made up nor repaired), its Study
-  Instance UID kept, a new series and instance made, and the input referenced (Current
-  Requested Procedure Evidence and each group's source image). A PNG or JPEG has no patient
-  nor study: its SR is a new study with an empty patient module.
+  empty: never made up nor repaired), its Study Instance UID kept, a new series and instance
+  made, and the input referenced (Current Requested Procedure Evidence and each group's source
+  image). A PNG or JPEG has no patient nor study: its SR is a new study with an empty patient
+  module.
 
 highdicom is slow to import and only SR requests need it: it is imported inside build_sr, and
 this module only when an SR is asked for (respond.py)."""
