@@ -20,7 +20,15 @@ from chalicelib.imaging.formats import CONTENT_TYPES, media_type
 from chalicelib.jobs import layout
 from chalicelib.jobs.notify import allowed_url
 from chalicelib.jobs.presign import presigned_upload
-from chalicelib.jobs.records import AWAITING_UPLOAD, SUCCEEDED, Job, iso, new_job_id, now
+from chalicelib.jobs.records import (
+    AWAITING_UPLOAD,
+    SUCCEEDED,
+    Job,
+    iso,
+    new_job_id,
+    now,
+    parse_iso,
+)
 from chalicelib.jobs.store import JobStore, reachable
 from chalicelib.reports import source
 from chalicelib.reports.negotiation import JSON, negotiate
@@ -82,7 +90,9 @@ class JobService:
         media = negotiate(accept)
         if media == JSON:
             return respond(job.view(), None, JSON)
-        return respond(job.result, source.from_json(job.header), media, uid_seed=job.job_id)
+        # the job's id and its end make every read the same report
+        return respond(job.result, source.from_json(job.header), media, uid_seed=job.job_id,
+                       made_at=parse_iso(job.updated_at))
 
     def _read(self, job_id: str) -> Job:
         with reachable(self.settings.bucket):

@@ -16,8 +16,9 @@ every Observation, which a receiver may show on its own.
 
 Ids and times: with uid_seed (an upload job's), every id derives from it one way (a job's id is
 the handle to its result: the ids must not reveal it), so the same job always gives the same
-Bundle; the JSON answer does not say when it was made, so such a Bundle carries no issue time
-rather than the time of each read. Without a seed, the ids are new and the report is issued now.
+Bundle; it is issued when the job finished (made_at), never at the time of each read, and a
+seeded Bundle without made_at carries no issue time. Without a seed, the ids are new and the
+report is issued now.
 The Device's id follows the weights' sha256 alone, as its DICOM device UID does: the same
 algorithm is the same Device in every report."""
 import copy
@@ -63,13 +64,17 @@ _DA = re.compile(r"^\d{8}$")
 
 
 def build_bundle(answer: Dict[str, Any], header: Optional["Dataset"],
-                 uid_seed: Optional[str] = None) -> Dict[str, Any]:
+                 uid_seed: Optional[str] = None,
+                 made_at: Optional[datetime] = None) -> Dict[str, Any]:
     """answer: POST /xray's JSON answer; header: a DICOM input's header (None for PNG/JPEG);
-    uid_seed: what every id derives from (None: new ids). The Bundle as JSON-ready dict."""
+    uid_seed: what every id derives from (None: new ids); made_at: when the classification was
+    made (an aware time), its issue time. The Bundle as JSON-ready dict."""
     ids = _Ids(uid_seed)
     device = device_of(answer)
-    issued = (None if uid_seed is not None
-              else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    if made_at is None and uid_seed is None:
+        made_at = datetime.now(timezone.utc)
+    issued = (None if made_at is None else
+              made_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
     source = _Source(header)
     warning = _warning(answer, device)
 

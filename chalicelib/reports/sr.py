@@ -60,11 +60,14 @@ SEXES = ("M", "F", "O")  # Patient's Sex's enumerated values (C.7.1.1)
 
 
 def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
-             uid_seed: Optional[str] = None) -> bytes:
+             uid_seed: Optional[str] = None,
+             made_at: Optional[datetime.datetime] = None) -> bytes:
     """The Part 10 bytes of the SR of `answer` (POST /xray's JSON). header: the DICOM input's
     header (None for PNG/JPEG). uid_seed: what the SR's new UIDs (series, instance, a new
     study's, the findings' tracking UIDs) derive from, so that the same job always gives the
-    same instance; None for fresh ones."""
+    same instance; None for fresh ones. made_at: when the classification was made (its content
+    date and time; an aware time is written as UTC), None for now: with a seed and made_at,
+    every build is the same bytes."""
     import io
 
     import highdicom as hd
@@ -74,7 +77,8 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     uid = _uid_maker(uid_seed)
     device = device_of(answer)
     series_uid, instance_uid = uid("series"), uid("instance")
-    now = datetime.datetime.now()
+    now = (datetime.datetime.now() if made_at is None else made_at if made_at.tzinfo is None
+           else made_at.astimezone(datetime.timezone.utc).replace(tzinfo=None))
     subject, referenced = _subject(header, uid, now)
     if not referenced:
         # highdicom takes the patient and study from an evidence instance: without an input
@@ -133,6 +137,13 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
                         "PertinentOtherEvidenceSequence"):
             if keyword in sr:
                 delattr(sr, keyword)
+    if made_at is not None:
+        # highdicom stamps the instance, and its own equipment item, with the time of the
+        # build: a report made before is dated when it was made, so every build is the same
+        sr.InstanceCreationDate, sr.InstanceCreationTime = (now.strftime("%Y%m%d"),
+                                                            now.strftime("%H%M%S.%f"))
+        for item in sr.ContributingEquipmentSequence:
+            item.ContributionDateTime = now.strftime("%Y%m%d%H%M%S.%f")
     out = io.BytesIO()
     sr.save_as(out, enforce_file_format=True)
     return out.getvalue()

@@ -52,7 +52,7 @@ def test_given_a_succeeded_dicom_job_then_its_sr_joins_the_study_and_is_the_same
     sr = pydicom.dcmread(io.BytesIO(first.body))
     assert sr.StudyInstanceUID == source.StudyInstanceUID and sr.PatientID == source.PatientID
     assert sr.SOPInstanceUID != source.SOPInstanceUID
-    assert pydicom.dcmread(io.BytesIO(second.body)).SOPInstanceUID == sr.SOPInstanceUID
+    assert second.body == first.body  # the same instance, byte for byte
 
 
 def test_given_a_succeeded_job_then_its_fhir_bundle_names_the_study(jobs_app):
@@ -64,6 +64,8 @@ def test_given_a_succeeded_job_then_its_fhir_bundle_names_the_study(jobs_app):
     assert bundle["resourceType"] == "Bundle"
     assert source.StudyInstanceUID in json.dumps(bundle)
     assert json.loads(jobs_app.report(job_id, FHIR).body) == bundle
+    # issued when the job finished, not when it was read
+    assert bundle["timestamp"].startswith(jobs_app.status(job_id)[1]["updated_at"][:-1])
 
 
 def test_given_a_job_without_a_result_then_a_report_is_406_naming_its_status(jobs_app):

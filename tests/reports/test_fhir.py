@@ -310,6 +310,13 @@ def test_given_a_seed_when_built_twice_then_the_same_bundle_without_the_seed_in_
     # seed, the handle to a job's result, is nowhere in the Bundle
     assert ids(first) & ids(other) == {the(first, "Device")["id"]}
     assert seed not in json.dumps(first) and seed.removeprefix("job-") not in json.dumps(first)
+    # and, told when the job finished, it is issued then, on every build
+    finished = datetime(2026, 12, 1, 9, 30, 5, tzinfo=timezone.utc)
+    dated = fhir.build_bundle(answer, header, uid_seed=seed, made_at=finished)
+    assert json.dumps(dated) == json.dumps(fhir.build_bundle(answer, header, uid_seed=seed,
+                                                             made_at=finished))
+    assert dated["timestamp"] == "2026-12-01T09:30:05.000Z"
+    assert the(dated, "DiagnosticReport")["issued"] == dated["timestamp"]
 
 
 def test_given_a_bundle_changed_by_its_caller_then_the_next_one_is_not(classified):

@@ -4,6 +4,7 @@ answer's findings, a DICOM's SR joins its study and patient and references it, a
 new study with an empty patient module, the algorithm is named with a device UID that follows
 the weights, and a seed gives the same UIDs every time."""
 import copy
+import datetime
 import io
 import warnings
 
@@ -278,3 +279,17 @@ def test_given_a_model_name_longer_than_a_long_string_then_the_equipment_names_i
         == answer["model"]["name"][:64]
     (observer,) = sr.content.get_observer_contexts()  # a TEXT item: the whole name
     assert observer.observer_identifying_attributes.name == answer["model"]["name"]
+
+
+@pytest.mark.parametrize("path", [DCM_MONO2, PNG_CARDIOMEGALY], ids=fixture_id)
+def test_given_a_seed_and_when_it_was_made_then_every_build_is_the_same_bytes(classified, path):
+    # given a job's seed and the time it finished (aware, UTC)
+    classification = classified[path]
+    finished = datetime.datetime(2026, 12, 1, 9, 30, 5, tzinfo=datetime.timezone.utc)
+    # when its SR is built twice
+    first, again = (build_sr(classification.answer, classification.header, "job-1", finished)
+                    for _ in range(2))
+    # then the same bytes, dated when it was made
+    assert first == again
+    sr = read_sr(first)
+    assert (sr.ContentDate, sr.ContentTime[:6]) == ("20261201", "093005")
