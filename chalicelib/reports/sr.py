@@ -140,10 +140,10 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     if made_at is not None:
         # highdicom stamps the instance, and its own equipment item, with the time of the
         # build: a report made before is dated when it was made, so every build is the same
-        sr.InstanceCreationDate, sr.InstanceCreationTime = (now.strftime("%Y%m%d"),
-                                                            now.strftime("%H%M%S.%f"))
+        from pydicom.valuerep import DA, DT, TM
+        sr.InstanceCreationDate, sr.InstanceCreationTime = DA(now.date()), TM(now.time())
         for item in sr.ContributingEquipmentSequence:
-            item.ContributionDateTime = now.strftime("%Y%m%d%H%M%S.%f")
+            item.ContributionDateTime = DT(now)
     out = io.BytesIO()
     sr.save_as(out, enforce_file_format=True)
     return out.getvalue()
