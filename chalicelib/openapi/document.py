@@ -115,8 +115,10 @@ def served(document: Dict[str, Any], base_url: str) -> Dict[str, Any]:
 
 def error_entries(spec: Operation, has_body: bool) -> List[ErrorEntry]:
     """The errors an operation can answer as (Code, status, description)."""
+    classes = [getattr(errors, error) if isinstance(error, str) else error
+               for error in spec.errors]
     found: List[ErrorEntry] = [(error.__name__, error.STATUS_CODE, describe(error))
-                               for error in spec.errors]
+                               for error in classes]
     if has_body:
         found.append(UNSUPPORTED_MEDIA_TYPE)
     return found

@@ -9,7 +9,7 @@ themselves (415 for a Content-Type the route does not list, 401/403 for a missin
 document.py adds from the route's own content_types and authorizer.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple, Type
+from typing import Dict, Mapping, Optional, Tuple, Type, Union
 
 from chalice import ChaliceViewError
 
@@ -66,12 +66,15 @@ class Answer:
     headers: Tuple[str, ...] = ()
 
 
+ErrorClass = Union[Type[ChaliceViewError], str]  # a class, or the name of one in errors.py
+
+
 @dataclass(frozen=True)
 class Operation:
     summary: str
     tag: str
     answers: Mapping[int, Answer]
-    errors: Tuple[Type[ChaliceViewError], ...] = ()
+    errors: Tuple[ErrorClass, ...] = ()
     query: Tuple[str, ...] = ()
     # the schema of a request body whose content type is not an image type (those are bytes)
     body: Optional[str] = None
@@ -85,6 +88,17 @@ IMAGE_ERRORS = (errors.InvalidImage, errors.PayloadTooLarge, errors.UnsupportedI
                 errors.UnclassifiableImage)
 MODEL_ERRORS = (errors.ModelUnavailable, errors.ModelStillLoading)
 JOBS_DOWN = (errors.JobsUnavailable,)
+STOW_ANSWERS = {
+    200: Answer("Every instance classified", STOW_SCHEMAS, ("Vary",)),
+    202: Answer("Some instances classified, some not (Failed SOP Sequence; with Accept "
+                "multipart/related, a last application/dicom+json part says which)",
+                STOW_SCHEMAS, ("Vary",)),
+    409: Answer("No instance classified (each has its Failure Reason): the module, whatever "
+                "Accept asked for", {DICOM_JSON: "StoreInstancesResponse"}, ("Vary",)),
+}
+# InvalidStowRequest by name: its class comes with the STOW-RS branch (chalicelib/dicomweb)
+STOW_ERRORS: Tuple[ErrorClass, ...] = (
+    "InvalidStowRequest", errors.NotAcceptable, errors.PayloadTooLarge) + MODEL_ERRORS
 
 # (path, method) -> Operation. PREFLIGHT documents every OPTIONS route (one view answers them).
 OPERATIONS: Dict[Tuple[str, str], Operation] = {
@@ -129,22 +143,10 @@ OPERATIONS: Dict[Tuple[str, str], Operation] = {
         (errors.JobNotFound,) + JOBS_DOWN),
     ("/studies", "POST"): Operation(
         "DICOMweb STOW-RS: classify the instances of one request", "dicomweb",
-        {200: Answer("Every instance classified", STOW_SCHEMAS, ("Vary",)),
-         202: Answer("Some instances classified, some failed (FailedSOPSequence)",
-                     STOW_SCHEMAS, ("Vary",)),
-         409: Answer("No instance could be classified (each has its FailureReason)",
-                     {DICOM_JSON: "StoreInstancesResponse"})},
-        (errors.InvalidImage, errors.NotAcceptable, errors.PayloadTooLarge) + MODEL_ERRORS,
-        body="MultipartRelatedDicom"),
+        STOW_ANSWERS, STOW_ERRORS, query=("force",), body="MultipartRelatedDicom"),
     ("/studies/{study}", "POST"): Operation(
         "DICOMweb STOW-RS into one study: classify the instances of one request", "dicomweb",
-        {200: Answer("Every instance classified", STOW_SCHEMAS, ("Vary",)),
-         202: Answer("Some instances classified, some failed (another study's among them)",
-                     STOW_SCHEMAS, ("Vary",)),
-         409: Answer("No instance could be classified (each has its FailureReason)",
-                     {DICOM_JSON: "StoreInstancesResponse"})},
-        (errors.InvalidImage, errors.NotAcceptable, errors.PayloadTooLarge) + MODEL_ERRORS,
-        body="MultipartRelatedDicom"),
+        STOW_ANSWERS, STOW_ERRORS, query=("force",), body="MultipartRelatedDicom"),
 }
 
 PREFLIGHT = Operation(

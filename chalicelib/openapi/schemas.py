@@ -31,6 +31,11 @@ from chalicelib.settings import Settings
 
 Schema = Dict[str, Any]
 
+# The STOW-RS answer's private block (chalicelib/dicomweb/stow.py's PRIVATE_CREATOR, ANSWER_TAG,
+# ERROR_TAG), named here while that module is on its own branch
+PRIVATE_CREATOR = "CHEST_XRAY_SERVERLESS"
+ANSWER_TAG, ERROR_TAG = "00091001", "00091002"
+
 REF = "#/components/schemas/"
 DATA_PNG = r"^data:image/png;base64,[A-Za-z0-9+/]+=*$"
 SHA256 = "^[0-9a-f]{64}$"
@@ -383,15 +388,57 @@ def report_schemas() -> Dict[str, Schema]:
             "description": "A dataset in the DICOM JSON model (PS3.18 F.2): tag -> attribute"},
         "StoreInstancesResponse": {
             "allOf": [ref("DicomJsonDataset")],
+            "properties": {
+                "00081190": {**ref("DicomJsonAttribute"),
+                             "description": "Retrieve URL: empty, nothing is stored here"},
+                "00081198": sequence("FailedSopItem", "Failed SOP Sequence"),
+                "00081199": sequence("ReferencedSopItem", "Referenced SOP Sequence"),
+            },
             "anyOf": [{"required": ["00081199"]}, {"required": ["00081198"]}],
-            "description": "PS3.18's Store Instances Response: ReferencedSOPSequence "
-                           "(0008,1199) for the instances classified, FailedSOPSequence "
-                           "(0008,1198) with a FailureReason (0008,1197) for the rest."},
+            "description": "PS3.18's Store Instances Response Module: the Referenced SOP "
+                           "Sequence (0008,1199) for the instances classified, each with its "
+                           "findings; the Failed SOP Sequence (0008,1198) for the rest, each "
+                           "with a Failure Reason (0008,1197, PS3.18 Table I.2-2)."},
+        "ReferencedSopItem": {
+            "allOf": [ref("DicomJsonDataset")],
+            "properties": {
+                ANSWER_TAG: private("ANSWER", "Classification",
+                                    "The instance's findings: what POST /xray answers for it"),
+            },
+            "required": ["00081150", "00081155", ANSWER_TAG]},
+        "FailedSopItem": {
+            "allOf": [ref("DicomJsonDataset")],
+            "properties": {
+                "00081197": {"type": "object", "properties": {
+                    "vr": {"const": "US"},
+                    "Value": {"type": "array", "items": {"type": "integer"},
+                              "minItems": 1, "maxItems": 1}},
+                    "required": ["vr", "Value"], "description": "Failure Reason"},
+                ERROR_TAG: private("ERROR", "Error", "Why: the error POST /xray would answer"),
+            },
+            "required": ["00081197", ERROR_TAG]},
         "MultipartRelatedDicom": binary(
             'multipart/related; type="application/dicom"',
             "One or more DICOM Part 10 instances, each a part of type application/dicom "
             "(PS3.18 STOW-RS)"),
     }
+
+
+def sequence(item: str, description: str) -> Schema:
+    return {"type": "object", "description": description,
+            "properties": {"vr": {"const": "SQ"}, "Value": {"type": "array", "items": ref(item)}},
+            "required": ["vr", "Value"]}
+
+
+def private(name: str, schema: str, description: str) -> Schema:
+    """A private element of ours (creator PRIVATE_CREATOR) holding JSON text."""
+    return {"type": "object", "description": f"{description} (private {name} element, "
+                                             f"creator {PRIVATE_CREATOR})",
+            "properties": {"vr": {"const": "UT"},
+                           "Value": {"type": "array", "minItems": 1, "maxItems": 1, "items": {
+                               "type": "string", "contentMediaType": "application/json",
+                               "contentSchema": ref(schema)}}},
+            "required": ["vr", "Value"]}
 
 
 def image_body(media_type: str) -> Schema:

@@ -22,8 +22,11 @@ DOCUMENT = {
                 "properties": {"Code": {"enum": ["Down"]}}}}}},
     }}}},
     "components": {"schemas": {
-        "Thing": {"type": "object", "properties": {"n": {"type": "integer"},
-                                                   "error": {"$ref": "#/components/schemas/Error"}},
+        "Thing": {"type": "object", "properties": {
+            "n": {"type": "integer"},
+            "error": {"$ref": "#/components/schemas/Error"},
+            "text": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": {"$ref": "#/components/schemas/Error"}}},
                   "required": ["n"], "additionalProperties": False},
         "Error": {"type": "object", "properties": {"Code": {"type": "string"},
                                                    "Message": {"type": "string"}},
@@ -46,10 +49,11 @@ def contract():
 @pytest.mark.parametrize("exchange", [
     answer(200, {"n": 1}),
     answer(200, {"n": 1, "error": {"Code": "X", "Message": "y"}}),
+    answer(200, {"n": 1, "text": '{"Code": "X", "Message": "y"}'}),
     answer(200, b"--b\r\n...", 'multipart/related; type="application/dicom"; boundary=b'),
     answer(204, b""),
     answer(503, {"Code": "Down", "Message": "later"}, retry_after="3"),
-], ids=["json", "nested-ref", "multipart", "no-body", "error"])
+], ids=["json", "nested-ref", "json-text", "multipart", "no-body", "error"])
 def test_given_an_answer_the_document_allows_then_no_problem(contract, exchange):
     assert contract.check(exchange) == []
 
@@ -63,11 +67,13 @@ def test_given_an_answer_the_document_allows_then_no_problem(contract, exchange)
     (answer(200, {"n": 1, "more": True}), "Additional properties"),
     (answer(200, {"n": 1, "error": {"Code": "X"}}), "'Message' is a required property"),
     (answer(200, b"{not json"), "not JSON"),
+    (answer(200, {"n": 1, "text": '{"Code": "X"}'}), "'Message' is a required property"),
+    (answer(200, {"n": 1, "text": "{oops"}), "is not the JSON its contentMediaType says"),
     (answer(204, b"{}"), "no body"),
     (answer(503, {"Code": "Up", "Message": "?"}), "'Up' is not one of ['Down']"),
     (answer(503, {"Code": "Down", "Message": "later"}, retry_after="soon"), "Retry-After"),
 ], ids=["status", "media", "media-parameter", "type", "closed", "ref-required", "not-json",
-        "body-for-none", "code", "header"])
+        "json-text", "text-not-json", "body-for-none", "code", "header"])
 def test_given_an_answer_the_document_refuses_then_the_check_says_why(contract, exchange, words):
     problems = contract.check(exchange)
     assert problems and words in " ".join(problems), problems

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -15,6 +15,24 @@ from lambda_sim.context import LambdaContext
 from lambda_sim.events import proxy_event
 
 DOCUMENT_URI = "urn:chest-xray:openapi"
+
+
+def _content_schema(validator: Any, content_schema: Any, instance: Any, schema: Dict[str, Any]):
+    """contentSchema, an annotation in 2020-12, applied: a string whose contentMediaType is
+    JSON (the findings a STOW-RS answer carries in a private element) must be JSON valid
+    against it."""
+    if schema.get("contentMediaType") != "application/json" or not isinstance(instance, str):
+        return
+    try:
+        value = json.loads(instance)
+    except ValueError:
+        yield ValidationError(f"{instance[:80]!r} is not the JSON its contentMediaType says")
+        return
+    yield from validator.descend(value, content_schema)
+
+
+# Draft 2020-12 with contentSchema checked
+Validator = validators.extend(Draft202012Validator, {"contentSchema": _content_schema})
 
 
 @dataclass
@@ -101,12 +119,11 @@ class Contract:
         resource = Resource.from_contents(document, default_specification=DRAFT202012)
         self.registry: Registry = Registry().with_resource(DOCUMENT_URI, resource)
 
-    def validator(self, *parts: str) -> Draft202012Validator:
+    def validator(self, *parts: str) -> Any:
         """A validator for the schema at the JSON pointer made of parts (resolving its $refs
         within the document)."""
-        return Draft202012Validator({"$ref": f"{DOCUMENT_URI}#/{pointer(*parts)}"},
-                                    registry=self.registry,
-                                    format_checker=Draft202012Validator.FORMAT_CHECKER)
+        return Validator({"$ref": f"{DOCUMENT_URI}#/{pointer(*parts)}"}, registry=self.registry,
+                         format_checker=Draft202012Validator.FORMAT_CHECKER)
 
     def schema_errors(self, value: Any, *parts: str) -> List[str]:
         return [f"{'/'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
