@@ -277,10 +277,13 @@ def loading_cases(routes: Dict[str, Dict[str, Any]]) -> List[Case]:
     cases = [Case("xray-model-still-loading", "loading", 503,
                   entry("POST", "/xray", PNG_CARDIOMEGALY.read_bytes, PNG,
                         timeout_s=ANSWER_MARGIN_S))]
-    if "/studies" in routes:
-        cases.append(Case("stow-model-still-loading", "loading", 503,
-                          entry("POST", "/studies", lambda: multipart([DCM_MONO2.read_bytes()]),
-                                {"Content-Type": stow_type()}, timeout_s=ANSWER_MARGIN_S)))
+    for template in (t for t in STOW_TEMPLATES if t in routes):
+        values = {"study": study_of(DCM_MONO2.read_bytes())} if "{study}" in template else None
+        cases.append(Case(f"stow-model-still-loading {template}", "loading", 503,
+                          entry("POST", template, lambda: multipart([DCM_MONO2.read_bytes()]),
+                                {"Content-Type": stow_type()},
+                                parameters=(lambda stage, v=values: v) if values else None,
+                                timeout_s=ANSWER_MARGIN_S)))
     return cases
 
 
@@ -292,52 +295,62 @@ def no_model_cases(routes: Dict[str, Dict[str, Any]]) -> List[Case]:
         Case("health-no-model", "no_model", 200, http("GET", "/health")),
         Case("openapi-no-model", "no_model", 200, http("GET", "/openapi.json")),
     ]
-    if "/studies" in routes:
-        cases.append(Case("stow-no-model", "no_model", 503,
-                          http("POST", "/studies", body=lambda: multipart([DCM_MONO2.read_bytes()]),
-                               headers={"Content-Type": stow_type()})))
+    for template in (t for t in STOW_TEMPLATES if t in routes):
+        cases.append(Case(f"stow-no-model {template}", "no_model", 503,
+                          http("POST", template, stow_path(template),
+                               lambda: multipart([DCM_MONO2.read_bytes()]),
+                               {"Content-Type": stow_type()})))
     return cases
 
 
+STOW_TEMPLATES = ("/studies", "/studies/{study}")
+
+
+def stow_path(template: str) -> Callable[["Stage"], str]:
+    """The path a STOW-RS case posts to: /studies/{study} into the study of its instance."""
+    return lambda stage: template.replace("{study}", study_of(DCM_MONO2.read_bytes()))
+
+
 def stow_cases(routes: Dict[str, Dict[str, Any]]) -> List[Case]:
-    """PS3.18 STOW-RS: 200 all stored (here: classified), 202 some failed, 409 none; the
-    answer in DICOM JSON, or the SRs with Accept multipart/related."""
-    if "/studies" not in routes:
-        return []
+    """PS3.18 STOW-RS on each of its routes: 200 all stored (here: classified), 202 some failed,
+    409 none; the answer in DICOM JSON, or the SRs with Accept multipart/related."""
     good, bad = DCM_MONO2.read_bytes, (lambda: b"not a DICOM file")
     stow = {"Content-Type": stow_type()}
+    cases: List[Case] = []
+    for template in (t for t in STOW_TEMPLATES if t in routes):
+        path = stow_path(template)
 
-    def studies(name: str, status: int, parts: Callable[[], List[bytes]],
-                headers: Dict[str, str] = stow) -> Case:
-        return Case(name, "main", status,
-                    http("POST", "/studies", body=lambda: multipart(parts()), headers=headers))
+        def studies(name: str, status: int, parts: Callable[[], List[bytes]],
+                    headers: Dict[str, str] = stow, template: str = template,
+                    path: Callable[["Stage"], str] = path) -> Case:
+            return Case(f"{name} {template}", "main", status,
+                        http("POST", template, path, lambda: multipart(parts()), headers))
 
-    cases = [
-        studies("stow-one", 200, lambda: [good()]),
-        studies("stow-some-failed", 202, lambda: [good(), bad()]),
-        studies("stow-none-classified", 409, lambda: [bad()]),
-        Case("stow-accept-multipart", "main", 200,
-             entry("POST", "/studies", lambda: multipart([good()]),
-                   {**stow, "Accept": MULTIPART_DICOM})),
-        studies("stow-not-acceptable", 406, lambda: [good()], {**stow, "Accept": "text/csv"}),
-        studies("stow-no-boundary", 400, lambda: [good()],
-                {"Content-Type": MULTIPART_DICOM}),
-        Case("stow-too-large", "main", 413,
-             http("POST", "/studies",
-                  body=lambda: multipart([b"\0" * (DEFAULT_MAX_UPLOAD_BYTES + 1)]),
-                  headers=stow)),
-        studies("stow-unlisted-type", 415, lambda: [good()], {"Content-Type": "text/plain"}),
-    ]
-    if "/studies/{study}" in routes:
+        def multipart_answer(name: str, status: int, parts: Callable[[], List[bytes]],
+                             template: str = template) -> Case:
+            values = ({"study": study_of(good())} if "{study}" in template else None)
+            return Case(f"{name} {template}", "main", status,
+                        entry("POST", template, lambda: multipart(parts()),
+                              {**stow, "Accept": MULTIPART_DICOM},
+                              parameters=(lambda stage: values) if values else None))
+
         cases += [
-            Case("stow-into-study", "main", 200,
-                 http("POST", "/studies/{study}",
-                      lambda stage: f"/studies/{study_of(good())}",
-                      lambda: multipart([good()]), stow)),
-            Case("stow-into-another-study", "main", 409,
-                 http("POST", "/studies/{study}", "/studies/1.2.3.4.5",
-                      lambda: multipart([good()]), stow)),
+            studies("stow-one", 200, lambda: [good()]),
+            studies("stow-some-failed", 202, lambda: [good(), bad()]),
+            studies("stow-none-classified", 409, lambda: [bad()]),
+            multipart_answer("stow-srs", 200, lambda: [good()]),
+            multipart_answer("stow-srs-some-failed", 202, lambda: [good(), bad()]),
+            studies("stow-not-acceptable", 406, lambda: [good()],
+                    {**stow, "Accept": "text/csv"}),
+            studies("stow-no-boundary", 400, lambda: [good()],
+                    {"Content-Type": MULTIPART_DICOM}),
+            studies("stow-too-large", 413, lambda: [b"\0" * (DEFAULT_MAX_UPLOAD_BYTES + 1)]),
+            studies("stow-unlisted-type", 415, lambda: [good()], {"Content-Type": "text/plain"}),
         ]
+    if "/studies/{study}" in routes:
+        cases.append(Case("stow-into-another-study", "main", 409,
+                          http("POST", "/studies/{study}", "/studies/1.2.3.4.5",
+                               lambda: multipart([good()]), stow)))
     return cases
 
 
