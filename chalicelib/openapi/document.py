@@ -12,13 +12,14 @@ are left out: the document is public and they name the AWS account.
 """
 import inspect
 from collections import Counter
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 from chalice.app import Authorizer, RouteEntry
 
 import chalicelib
 from chalicelib import errors
 from chalicelib.imaging.formats import FORMAT_OF_CONTENT_TYPE, MISTAKEN_CONTENT_TYPES
+from chalicelib.openapi import gateway
 from chalicelib.openapi.operations import (
     HEADERS,
     PATH_PARAMETERS,
@@ -71,6 +72,7 @@ class UndocumentedRoute(LookupError):
 
 Routes = Mapping[str, Mapping[str, RouteEntry]]
 ErrorEntry = Tuple[str, int, str]  # (Code, status, description)
+GATEWAY = "API Gateway, before the function runs: "
 
 
 def build(routes: Routes, settings: Settings, title: str) -> Dict[str, Any]:
@@ -113,14 +115,17 @@ def served(document: Dict[str, Any], base_url: str) -> Dict[str, Any]:
     return {**document, "servers": [{"url": base_url, "description": "This stage"}]}
 
 
-def error_entries(spec: Operation, has_body: bool) -> List[ErrorEntry]:
-    """The errors an operation can answer as (Code, status, description)."""
+def error_entries(entry: RouteEntry, spec: Operation, has_body: bool) -> List[ErrorEntry]:
+    """The errors an operation can answer as (Code, status, description): its classes', then
+    Chalice's own, then API Gateway's (gateway.py)."""
     classes = [getattr(errors, error) if isinstance(error, str) else error
                for error in spec.errors]
     found: List[ErrorEntry] = [(error.__name__, error.STATUS_CODE, describe(error))
                                for error in classes]
     if has_body:
         found.append(UNSUPPORTED_MEDIA_TYPE)
+    found += [(refusal.code, refusal.status, GATEWAY + refusal.description)
+              for refusal in gateway.refusals(entry, has_body)]
     return found
 
 
@@ -139,7 +144,7 @@ def _operation(path: str, method: str, entry: RouteEntry, spec: Operation, opera
     has_body = method in BODY_METHODS
     if has_body:
         result["requestBody"] = _request_body(entry, spec, settings)
-    result["responses"] = _responses(spec, error_entries(spec, has_body), entry)
+    result["responses"] = _responses(spec, error_entries(entry, spec, has_body), entry)
     result["security"] = _security(entry, schemes)
     return result
 
@@ -182,13 +187,11 @@ def _responses(spec: Operation, found: List[ErrorEntry], entry: RouteEntry) -> D
     by_status: Dict[int, List[ErrorEntry]] = {}
     for error in found:
         by_status.setdefault(error[1], []).append(error)
-    gateway = _gateway_refusals(entry)
-    for status in sorted(set(by_status) | set(gateway)):
+    for status, errors_of_status in sorted(by_status.items()):
         if str(status) in responses:
             raise ValueError(f"{entry.method} {entry.uri_pattern}: status {status} is both an "
                              "answer and an error")
-        responses[str(status)] = _error_response(by_status.get(status, []),
-                                                 gateway.get(status))
+        responses[str(status)] = _error_response(errors_of_status)
     return dict(sorted(responses.items()))
 
 
@@ -203,20 +206,13 @@ def _answer(answer: Answer) -> Dict[str, Any]:
     return response
 
 
-def _error_response(found: List[ErrorEntry], gateway: Optional[str]) -> Dict[str, Any]:
-    lines = [f"{code}: {text}" for code, _, text in found]
-    alternatives: List[Schema] = []
-    if found:
-        codes = list(dict.fromkeys(code for code, _, _ in found))
-        alternatives.append({"allOf": [ref("Error")],
-                             "properties": {"Code": {"enum": codes}}})
-    if gateway:
-        lines.append(f"API Gateway: {gateway}")
-        alternatives.append(ref("GatewayError"))
-    schema = alternatives[0] if len(alternatives) == 1 else {"oneOf": alternatives}
-    response: Dict[str, Any] = {"description": "\n\n".join(lines),
-                                "content": {ERROR_MEDIA: {"schema": schema}}}
-    retrying = [code for code, _, _ in found
+def _error_response(found: List[ErrorEntry]) -> Dict[str, Any]:
+    codes = list(dict.fromkeys(code for code, _, _ in found))
+    response: Dict[str, Any] = {
+        "description": "\n\n".join(f"{code}: {text}" for code, _, text in found),
+        "content": {ERROR_MEDIA: {"schema": {"allOf": [ref("Error")],
+                                             "properties": {"Code": {"enum": codes}}}}}}
+    retrying = [code for code in codes
                 if issubclass(getattr(errors, code, type(None)), errors.ModelUnavailable)]
     if retrying:
         response["headers"] = {"Retry-After": {
@@ -224,22 +220,6 @@ def _error_response(found: List[ErrorEntry], gateway: Optional[str]) -> Dict[str
                            "is loading, or its next load attempt is due)",
             "schema": {"type": "integer", "minimum": 1}}}
     return response
-
-
-def _gateway_refusals(entry: RouteEntry) -> Dict[int, str]:
-    """What API Gateway answers before the function runs when a credential is missing or
-    wrong, by status ({"message": ...}, not this service's Error)."""
-    refusals: Dict[int, List[str]] = {}
-    name = entry.authorizer.name if entry.authorizer is not None else None
-    if name == "cognito_user_pool":
-        refusals.setdefault(401, []).append("no ID token, or one the user pool did not issue")
-    elif name is not None:
-        refusals.setdefault(403, []).append("no signature, a wrong one, or a principal not "
-                                            "allowed execute-api:Invoke")
-    if entry.api_key_required:
-        refusals.setdefault(403, []).append(f"no {API_KEY_HEADER} header, or a key that no "
-                                            "usage plan of the stage holds")
-    return {status: "; ".join(texts) for status, texts in refusals.items()}
 
 
 def _security(entry: RouteEntry, schemes: Dict[str, Schema]) -> List[Dict[str, List[str]]]:
@@ -277,9 +257,12 @@ def _info(settings: Settings, title: str) -> Dict[str, Any]:
             "Send a chest radiograph (PNG, JPEG or DICOM) to POST /xray and get the model's "
             "findings. This stage's authentication (XRAY_AUTH): " + mechanisms + ". Every "
             "error is JSON {\"Code\", \"Message\"}: Code names the error's class, Message says "
-            "what to change. An unknown path and a method a path does not take are answered "
-            "by Chalice or API Gateway themselves (404/403, 405). The document is built from "
-            "the service's own route table (GET /openapi.json)."),
+            "what to change; API Gateway's own refusals have the same shape on a stage the "
+            "deploy commands made (other ones than those listed carry API Gateway's type name "
+            "as their Code). A path that does not exist is API Gateway's 403 "
+            "MissingAuthenticationToken; a method a path does not take, Chalice's 405 "
+            "MethodNotAllowedError. The document is built from the service's own route "
+            "table."),
     }
 
 

@@ -99,13 +99,9 @@ def error_schemas() -> Dict[str, Schema]:
         "Error": closed({"Code": text("The error's class: what went wrong, for a program"),
                          "Message": text("What went wrong and what to change, for a person")},
                         ["Code", "Message"],
-                        description="Every error this service answers (chalicelib/errors.py "
-                                    "and Chalice's own), with the status of its class."),
-        "GatewayError": {
-            "type": "object", "properties": {"message": {"type": "string"}},
-            "required": ["message"],
-            "description": "API Gateway's own refusal, before the function runs (a missing or "
-                           "wrong credential): not this service's Error shape."},
+                        description="Every error this service answers (chalicelib/errors.py, "
+                                    "Chalice's own, and API Gateway's as the deploy commands "
+                                    "shape them)."),
         "JobError": closed({
             "Code": text("A classification's error class (" + ", ".join(client_codes) +
                          f"), or the jobs path's own: {UPLOAD_NOT_RECEIVED} (no upload before "

@@ -25,11 +25,21 @@ UNKNOWN_JOB = "A" * 32                    # a well-formed id no job has
 MULTIPART_DICOM = 'multipart/related; type="application/dicom"'
 BOUNDARY = "contract-test-boundary"
 
-# What a document may list that no local run can answer, and why (under XRAY_AUTH=none, as the
-# in-process tests run the app, the document lists none of them)
+# What a document may list that no local run can answer, and why: API Gateway's own refusals
+# (chalicelib/openapi/gateway.py), which `chalice local` and Chalice's test client never make
+GATEWAY_ONLY = "API Gateway answers it before the function runs; locally nothing enforces "
 NOT_REPRODUCIBLE = {
-    "GatewayError": "API Gateway's own refusal of a missing or wrong credential: Chalice's test "
-                    "client and `chalice local` enforce no authorizer (chalicelib/web/auth.py)",
+    "Unauthorized": GATEWAY_ONLY + "the Cognito authorizer",
+    "MissingAuthenticationToken": GATEWAY_ONLY + "the IAM authorizer",
+    "InvalidSignature": GATEWAY_ONLY + "the IAM authorizer",
+    "ExpiredToken": GATEWAY_ONLY + "the IAM authorizer",
+    "AccessDenied": GATEWAY_ONLY + "IAM policies",
+    "InvalidApiKey": GATEWAY_ONLY + "API keys",
+    "QuotaExceeded": GATEWAY_ONLY + "usage plans",
+    "Throttled": GATEWAY_ONLY + "a request rate",
+    "RequestTooLarge": GATEWAY_ONLY + "its 10 MB (the app's own limit, 413 PayloadTooLarge, is "
+                                      "lower and is answered locally)",
+    "IntegrationTimeout": GATEWAY_ONLY + "its 29 s",
 }
 
 Body = Union[bytes, Callable[[], bytes]]

@@ -60,15 +60,13 @@ def documented_items(document: Dict[str, Any]) -> List[Item]:
 
 
 def error_codes(response: Dict[str, Any]) -> Optional[List[str]]:
-    """The Codes an error response lists (GatewayError for API Gateway's own refusal); None
-    for an answer that is not an error (a STOW-RS 409 is DICOM JSON, for one)."""
+    """The Codes an error response lists; None for an answer that is not an error (a STOW-RS
+    409 is DICOM JSON, for one)."""
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     codes: List[str] = []
     for alternative in schema.get("oneOf", [schema]):
         if alternative.get("allOf") == [{"$ref": "#/components/schemas/Error"}]:
             codes += alternative["properties"]["Code"]["enum"]
-        elif alternative.get("$ref") == "#/components/schemas/GatewayError":
-            codes.append("GatewayError")
     return codes or None
 
 
@@ -82,10 +80,9 @@ DOCUMENTED = documented_items(build(routes(), Settings.from_env(), "chest-xray")
 
 @pytest.mark.parametrize("item", [pytest.param(item, id=" ".join(filter(None, item)),
                                                marks=item_marks(item))
-                                  for item in DOCUMENTED])
+                                  for item in DOCUMENTED if item[3] not in NOT_REPRODUCIBLE])
 def test_given_the_document_then_each_answer_and_error_it_lists_was_answered(answered, item):
     method, path, status, what = item
-    assert what not in NOT_REPRODUCIBLE, f"{what}: {NOT_REPRODUCIBLE[what]}"
     seen = []
     for got in answered.values():
         exchange = got.exchange
@@ -98,6 +95,17 @@ def test_given_the_document_then_each_answer_and_error_it_lists_was_answered(ans
         else:
             seen.append(exchange.json().get("Code", ""))
     assert what in seen, f"no case was answered {method} {path} {status} {what} (seen: {seen})"
+
+
+def test_given_what_no_case_can_answer_then_it_is_api_gateways_and_the_deploy_shapes_it():
+    from chalicelib.openapi.gateway import ALL
+    from deploy.gateway_responses import CODES
+    unreproduced = {what for *_, what in DOCUMENTED if what in NOT_REPRODUCIBLE}
+    # under XRAY_AUTH=none: the refusals of every route and of those with a body
+    assert unreproduced == {"Throttled", "IntegrationTimeout", "RequestTooLarge"}
+    assert set(NOT_REPRODUCIBLE) == {refusal.code for refusal in ALL}
+    # the Codes the deploy commands give API Gateway's answers (None: its own type name)
+    assert set(NOT_REPRODUCIBLE) == {code for code in CODES.values() if code}
 
 
 def test_given_each_stages_document_then_it_lists_what_the_collected_one_lists(answered):

@@ -11,6 +11,7 @@ from chalice import Chalice
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from chalicelib import errors
+from chalicelib.openapi import gateway
 from chalicelib.openapi.document import UndocumentedRoute, build
 from chalicelib.openapi.operations import INTERNAL, OPERATIONS
 from chalicelib.openapi.schemas import view_errors
@@ -23,6 +24,7 @@ from tests.openapi.test_answers import documented_items
 from tests.support.serving import run_isolated, serving
 
 POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEf123"
+MECHANISMS = {"iam": gateway.IAM, "cognito": gateway.COGNITO, "api_key": gateway.API_KEY}
 # The STOW-RS routes' module, written on its own branch
 DICOMWEB = "chalicelib.dicomweb"
 
@@ -152,13 +154,17 @@ def test_given_an_auth_mode_then_each_protected_route_needs_all_its_mechanisms(m
 
 
 @pytest.mark.parametrize("mode", [mode for mode in AUTH_CHOICES if mode != "none"])
-def test_given_an_auth_mode_then_it_adds_only_api_gateways_refusals(mode, by_mode):
+def test_given_an_auth_mode_then_it_adds_only_api_gateways_refusals_of_its_mechanisms(
+        mode, by_mode):
     unauthenticated = documented_items(by_mode("none")["document"])
     added = set(documented_items(by_mode(mode)["document"])) - set(unauthenticated)
-    statuses = {status for _, _, status, _ in added}
-    assert added and {what for *_, what in added} <= set(NOT_REPRODUCIBLE)
-    assert statuses == ({"401"} if "cognito" in mode else set()) | (
-        {"403"} if "iam" in mode or "api_key" in mode else set())
+    assert {what for *_, what in added} == set().union(*(
+        {refusal.code for refusal in MECHANISMS[m]} for m in mode.split("+")))
+    assert all(what in NOT_REPRODUCIBLE for *_, what in added)
+    # on the protected routes only: every method but the page's, the contract's, preflights
+    assert {(method, path) for method, path, *_ in added} == {
+        (method.upper(), path) for path, methods in by_mode(mode)["document"]["paths"].items()
+        for method in methods if method != "options" and path not in ("/", "/openapi.json")}
 
 
 def test_given_a_fresh_interpreter_when_the_document_is_built_then_nothing_heavy_is_imported(
