@@ -56,6 +56,8 @@ SCHEME_DESCRIPTIONS = {
                          "page gets one through the pool's hosted UI.",
     API_KEY_SCHEME: "An API key of one of the stage's usage plans (XRAY_AUTH=...+api_key).",
 }
+SCHEME_NAMES = {"sigv4": "IAM (SigV4)", "cognito_user_pool": "a Cognito ID token",
+                API_KEY_SCHEME: "an API key"}
 TAGS = {
     "classification": "Findings for one image, sent as its bytes",
     "jobs": "Files over the synchronous limit: upload straight to storage, then poll",
@@ -98,15 +100,36 @@ def build(routes: Routes, settings: Settings, title: str) -> Dict[str, Any]:
         paths[path] = item
     document: Dict[str, Any] = {
         "openapi": OPENAPI,
-        "info": _info(settings, title),
+        "info": _info(title, schemes),
         "tags": [{"name": name, "description": text} for name, text in TAGS.items()
                  if name in used_tags],
         "paths": paths,
-        "components": {"schemas": components(settings)},
+        "components": {"schemas": _used(paths, components(settings))},
     }
     if schemes:
         document["components"]["securitySchemes"] = schemes
     return document
+
+
+def _used(paths: Dict[str, Any], schemas: Dict[str, Schema]) -> Dict[str, Schema]:
+    """The schemas the paths refer to, directly or through other schemas (the STOW-RS ones
+    only with its routes)."""
+    prefix = "#/components/schemas/"
+    found: Dict[str, Schema] = {}
+    pending: List[Any] = [paths]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            target = value.get("$ref")
+            if isinstance(target, str) and target.startswith(prefix):
+                name = target[len(prefix):]
+                if name not in found:
+                    found[name] = schemas[name]
+                    pending.append(schemas[name])
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return {name: schema for name, schema in schemas.items() if name in found}
 
 
 def served(document: Dict[str, Any], base_url: str) -> Dict[str, Any]:
@@ -246,9 +269,10 @@ def _scheme(authorizer: Authorizer) -> Schema:
     return scheme
 
 
-def _info(settings: Settings, title: str) -> Dict[str, Any]:
-    auth = settings.auth
-    mechanisms = ", ".join(auth.mechanisms) or "none: no credential"
+def _info(title: str, schemes: Mapping[str, Schema]) -> Dict[str, Any]:
+    """schemes: the security schemes the routes use (XRAY_AUTH as app.py gave it to them)."""
+    mechanisms = " and ".join(SCHEME_NAMES.get(name, name) for name in schemes) or \
+        "none (no credential)"
     return {
         "title": title,
         "version": chalicelib.__version__,

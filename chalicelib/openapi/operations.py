@@ -47,7 +47,7 @@ QUERY = {
     "force": {
         "description": "Classify a DICOM whose header says the model was not made for it "
                      "(422 otherwise); the answer's image.intended_use says 'forced'.",
-        "schema": {"enum": list(TRUE + FALSE)}},
+        "schema": {"type": "string", "enum": list(TRUE + FALSE)}},
 }
 
 PATH_PARAMETERS = {
