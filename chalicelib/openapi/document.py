@@ -29,6 +29,7 @@ from chalicelib.openapi.operations import (
     operation,
 )
 from chalicelib.openapi.schemas import (
+    REF,
     Schema,
     components,
     describe,
@@ -114,15 +115,14 @@ def build(routes: Routes, settings: Settings, title: str) -> Dict[str, Any]:
 def _used(paths: Dict[str, Any], schemas: Dict[str, Schema]) -> Dict[str, Schema]:
     """The schemas the paths refer to, directly or through other schemas (the STOW-RS ones
     only with its routes)."""
-    prefix = "#/components/schemas/"
     found: Dict[str, Schema] = {}
     pending: List[Any] = [paths]
     while pending:
         value = pending.pop()
         if isinstance(value, dict):
             target = value.get("$ref")
-            if isinstance(target, str) and target.startswith(prefix):
-                name = target[len(prefix):]
+            if isinstance(target, str) and target.startswith(REF):
+                name = target[len(REF):]
                 if name not in found:
                     found[name] = schemas[name]
                     pending.append(schemas[name])
