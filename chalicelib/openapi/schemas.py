@@ -271,6 +271,9 @@ def job_schemas(settings: Settings) -> Dict[str, Schema]:
                          "description": "The type of the file you will upload"},
         "size": {"type": "integer", "minimum": 1, "maximum": jobs.max_bytes,
                  "description": "The file's exact size in bytes (the upload must match)"},
+        "force": {"type": "boolean", "default": False,
+                  "description": "Classify a DICOM the model was not made for, as POST "
+                                 "/xray?force=true does"},
         "notify": closed({"email": text("One address; needs the stage's SES sender",
                                         format="email"),
                           "webhook": text("https:// (http:// only for localhost); needs the "
@@ -280,7 +283,7 @@ def job_schemas(settings: Settings) -> Dict[str, Schema]:
     stamp = {"type": "string", "format": "date-time"}
     return {
         # the fields the service reads (jobs.service.FIELDS): one without a schema here is a
-        # KeyError when the document is built
+        # KeyError when the document is built, one with a schema but not read is left out
         "JobRequest": closed({name: request_fields[name] for name in FIELDS},
                              ["content_type", "size"]),
         "PresignedUpload": closed({
