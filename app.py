@@ -30,7 +30,8 @@ def get_settings() -> Settings:
 
 
 # Who may call the data routes (XRAY_AUTH, per stage: chalicelib/web/auth.py). Not the page,
-# which holds no data and must load for a Cognito sign-in, nor the CORS preflights.
+# which holds no data and must load for a Cognito sign-in, nor the contract, nor the CORS
+# preflights.
 PROTECTED = route_auth(get_settings().auth)
 
 
@@ -75,6 +76,13 @@ def get_upload_origin():
     takes tens of milliseconds to make, so once per process rather than once per page."""
     from chalicelib.jobs.clients import upload_origin
     return upload_origin(get_settings().jobs.bucket)
+
+
+@lru_cache(maxsize=1)
+def get_openapi():
+    """The API's contract, built once per process from this app's route table."""
+    from chalicelib.openapi.document import build
+    return build(app.routes, get_settings(), app.app_name)
 
 
 def get_worker(context=None):
@@ -126,6 +134,16 @@ def upload_page():
     origin = get_upload_origin() if page.job_limit(limit, jobs) else None
     return Response(body=page.render(limit, auth, jobs),
                     headers=dict(page.headers(limit, auth, jobs, origin)))
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    """This API's contract, OpenAPI 3.1, built from the routes themselves (chalicelib/openapi).
+    No authorizer: like the page it holds no data, only what a caller needs to know before it
+    can call, its credentials included; with the request's own base URL as its server."""
+    from chalicelib.openapi.document import served
+    from chalicelib.web.links import base_url
+    return served(get_openapi(), base_url(app.current_request, get_settings().jobs.public_url))
 
 
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
