@@ -135,8 +135,9 @@ OPERATIONS: Dict[Tuple[str, str], Operation] = {
         + JOBS_DOWN, body="JobRequest"),
     ("/xray/jobs/{job_id}", "GET"): Operation(
         "A job's status, and its result once succeeded", "jobs",
-        {200: Answer("The job", {JSON: "JobView"})},
-        (errors.JobNotFound,) + JOBS_DOWN),
+        {200: Answer("The job as JSON, or (Accept) a succeeded job's result as its DICOM SR or "
+                     "FHIR Bundle", {**RESULT_SCHEMAS, JSON: "JobView"}, ("Vary",))},
+        (errors.NotAcceptable, errors.JobNotFound) + JOBS_DOWN),
     ("/xray/jobs/{job_id}", "DELETE"): Operation(
         "Delete a job, its upload and its result now", "jobs",
         {204: Answer("Deleted")},

@@ -253,6 +253,8 @@ def job_cases() -> List[Case]:
 
     return [
         create("jobs-create", 202, b'{"content_type": "application/dicom", "size": 7200056}'),
+        create("jobs-create-forced", 202, b'{"content_type": "application/dicom", "size": 1000, '
+                                          b'"force": true}'),
         create("jobs-create-notify-nothing", 202,
                b'{"content_type": "image/png", "size": 1000, "notify": {}}'),
         create("jobs-create-not-json", 400, b"content_type=image/png"),
@@ -268,6 +270,8 @@ def job_cases() -> List[Case]:
         # whatever format a job's status answers in for these, the document must list it
         status_of("jobs-status-accept-sr", 200, "succeeded", {"Accept": DICOM_SR}),
         status_of("jobs-status-accept-fhir", 200, "succeeded", {"Accept": FHIR}),
+        status_of("jobs-status-report-before-result", 406, "awaiting", {"Accept": DICOM_SR}),
+        status_of("jobs-status-not-acceptable", 406, "succeeded", {"Accept": "text/csv"}),
         Case("jobs-status-unknown", "jobs", 404,
              http("GET", "/xray/jobs/{job_id}", f"/xray/jobs/{UNKNOWN_JOB}")),
         Case("jobs-status-malformed-id", "jobs", 404,
