@@ -268,15 +268,17 @@ def check_dependencies(vendored: Vendored, into: Path, target: Target,
     metadata = (into / f"{vendored.name}-{vendored.version}.dist-info" / "METADATA").read_text(
         encoding="utf-8")
     pinned = {normalize(name) for name, _ in zip_pins}
+    left_out = []
     for needed in requirements_of(metadata, target):
         if needed in LEFT_OUT:
-            vendored.left_out.append(needed)
+            left_out.append(needed)
         elif needed not in pinned:
             raise DeployError(
                 f"{vendored.name} {vendored.version} declares the dependency {needed}, which "
                 f"neither {ZIP_REQUIREMENTS} pins nor deploy/vendor.py's LEFT_OUT names: pin it "
                 f"in {ZIP_REQUIREMENTS} if the function needs it, else add it to LEFT_OUT with "
                 "the reason")
+    vendored.left_out = left_out
 
 
 def build(project_dir: Path, architecture: str, cache: Optional[Path] = None,
