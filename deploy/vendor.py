@@ -250,6 +250,11 @@ def install_wheel(wheel: Path, into: Path, drop: Tuple[str, ...]) -> Vendored:
                 shutil.copyfileobj(source, out)
             mode = (info.external_attr >> 16) & 0o777
             os.chmod(target, mode or 0o644)
+    unmatched = [pattern for pattern in drop
+                 if not any(fnmatch.fnmatch(path, pattern) for path in done.dropped)]
+    if unmatched:
+        raise DeployError(f"{wheel.name} holds no {', '.join(unmatched)}: the wheel's layout "
+                          "changed; update DROP in deploy/vendor.py")
     records = list(into.glob(f"{name}-{version}.dist-info/RECORD"))
     if len(records) != 1:
         raise DeployError(f"{wheel.name} has no {name}-{version}.dist-info/RECORD")
@@ -297,6 +302,7 @@ def build(project_dir: Path, architecture: str, cache: Optional[Path] = None,
     vendor = project_dir / VENDOR
     (project_dir / "build").mkdir(exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix="vendor.", dir=project_dir / "build"))
+    partial.chmod(0o755)  # as a folder the checkout made (mkdtemp's is private)
     try:
         report = []
         for (name, version), wheel in zip(pins, wheels):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.build
 MB = 1024 * 1024
 HEAVY = ("torch", "torchvision", "torchgen", "functorch", "nvidia", "triton", "torchxrayvision")
 NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "lambda_sim", "benchmarks", "scripts",
-                  "efs-local", ".chalice", "docs")
+                  "efs-local", ".chalice", "docs", "build", "vendor")
 
 
 @pytest.fixture(scope="module")

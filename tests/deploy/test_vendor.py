@@ -99,6 +99,12 @@ def test_given_a_wheel_then_it_is_unpacked_as_installed_less_the_dropped_files(t
     assert "demo_extra" in record  # what was kept is still listed
 
 
+def test_given_a_drop_pattern_the_wheel_no_longer_matches_then_the_build_says_so(tmp_path):
+    wheel = make_wheel(tmp_path)
+    with pytest.raises(DeployError, match="holds no demo/libgone.so.*update DROP"):
+        vendor.install_wheel(wheel, tmp_path / "vendor", ("demo/libdemo.so*", "demo/libgone.so*"))
+
+
 def test_given_a_wheel_member_outside_the_folder_then_nothing_is_written_there(tmp_path):
     wheel = make_wheel(tmp_path, extra_files={"../escaped.py": b"x = 1\n"})
     with pytest.raises(DeployError, match="outside vendor/"):
