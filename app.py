@@ -33,7 +33,8 @@ def get_settings() -> Settings:
 
 
 # Who may call the data routes (XRAY_AUTH, per stage: chalicelib/web/auth.py). Not the page,
-# which holds no data and must load for a Cognito sign-in, nor the CORS preflights.
+# which holds no data and must load for a Cognito sign-in, nor the contract, nor the CORS
+# preflights.
 PROTECTED = route_auth(get_settings().auth)
 
 
@@ -80,6 +81,13 @@ def get_upload_origin():
     return upload_origin(get_settings().jobs.bucket)
 
 
+@lru_cache(maxsize=1)
+def get_openapi():
+    """The API's contract, built once per process from this app's route table."""
+    from chalicelib.openapi.document import build
+    return build(app.routes, get_settings(), app.app_name)
+
+
 def get_worker(context=None):
     """The worker for one event: context is the Lambda context of that invocation (Chalice
     sets app.lambda_context for HTTP requests only), whose remaining time bounds the wait for
@@ -88,9 +96,9 @@ def get_worker(context=None):
     from chalicelib.jobs.worker import Worker
     service = get_service()
 
-    def classify(body, content_type, max_bytes):
+    def classify(body, content_type, max_bytes, force):
         return service.classify(body, content_type, max_bytes=max_bytes,
-                                deadline=wait_deadline(context)).answer
+                                deadline=wait_deadline(context), force=force)
 
     def ready():
         get_model().get(wait_deadline(context))
@@ -129,6 +137,16 @@ def upload_page():
     origin = get_upload_origin() if page.job_limit(limit, jobs) else None
     return Response(body=page.render(limit, auth, jobs),
                     headers=dict(page.headers(limit, auth, jobs, origin)))
+
+
+@app.route("/openapi.json", methods=["GET"])
+def openapi_document():
+    """This API's contract, OpenAPI 3.1, built from the routes themselves (chalicelib/openapi).
+    No authorizer: like the page it holds no data, only what a caller needs to know before it
+    can call, its credentials included; with the request's own base URL as its server."""
+    from chalicelib.openapi.document import served
+    from chalicelib.web.links import base_url
+    return served(get_openapi(), base_url(app.current_request, get_settings().jobs.public_url))
 
 
 @app.route("/xray", methods=["POST"], content_types=ROUTE_CONTENT_TYPES, **PROTECTED)
@@ -232,7 +250,8 @@ def create_job():
 
 @app.route("/xray/jobs/{job_id}", methods=["GET"], **PROTECTED)
 def job_status(job_id):
-    return get_job_service().status(job_id)
+    """The status, then the result: JSON, or (Accept) the result's DICOM SR or FHIR."""
+    return get_job_service().answer(job_id, app.current_request.headers.get("accept"))
 
 
 @app.route("/xray/jobs/{job_id}", methods=["DELETE"], **PROTECTED)

@@ -52,6 +52,8 @@ def import_first_request(app: Any) -> str:
     from PIL import Image, ImageOps  # noqa: F401
 
     app.get_service()  # the request pipeline: the decoders, numpy, libdeflate
+    import chalicelib.reports.respond  # noqa: F401  (Accept negotiation; the JSON answer)
+    import chalicelib.web.params  # noqa: F401  (?force)
     import chalicelib.web.uploads  # noqa: F401  (the routes' base64 decoder, pybase64)
     from chalicelib.inference.classifier import choose_backend
     from chalicelib.inference.store import read_manifest

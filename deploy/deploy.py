@@ -13,19 +13,21 @@
    the upload bucket's region; the jobs bucket's region (when it exists); the subnets' route
    to S3; the SES sender's verification (when XRAY_SES_SENDER is set) and the webhook secret
    (when XRAY_WEBHOOK_SECRET_NAME is set),
-4. creates the jobs bucket when it does not exist (in the functions' region),
-5. runs `chalice deploy --stage <stage>` (the functions, the REST API, and the EventBridge rules
-   of the worker, the notifier and the sweeper's schedule),
-6. attaches the access point to the functions that mount it (deploy/efs_hook.py), waits for the
+4. writes vendor/ (deploy/vendor.py: onnxruntime and highdicom for the stage's architecture,
+   without what the function never loads; wheels downloaded once into build/lambda-wheels/),
+5. creates the jobs bucket when it does not exist (in the functions' region),
+6. runs `chalice deploy --stage <stage>` (the functions, the REST API, and the EventBridge rules
+   of the worker, the notifier and the sweeper's schedule; the zip holds vendor/ as it is),
+7. attaches the access point to the functions that mount it (deploy/efs_hook.py), waits for the
    updates and reads them back,
-7. configures the jobs bucket (deploy/jobs_bucket.py: encryption, public access block,
+8. configures the jobs bucket (deploy/jobs_bucket.py: encryption, public access block,
    lifecycle, CORS for the API's origin, EventBridge notifications on) and reads the rules back
    (deploy/triggers.py): each holds the stage's pattern or schedule and targets its function,
-8. puts API Gateway's own error answers with CORS headers on the REST API
+9. puts API Gateway's own error answers with CORS headers on the REST API
    (deploy/gateway_responses.py) and, when XRAY_AUTH has api_key, makes the API key, the usage
    plan and their association (deploy/api_keys.py); each only when missing or changed.
 
-Steps 1-3 fail before anything is created. The bucket's notifications are turned on after the
+Steps 1-4 fail before anything is created. The bucket's notifications are turned on after the
 worker has its EFS mount, so no upload wakes a worker that cannot load the model. AWS_ENDPOINT_URL
 is honoured by boto3 and Chalice alike (the tests point both at a local moto server).
 """
@@ -40,7 +42,7 @@ from typing import List, Optional
 
 import boto3
 
-from deploy import gateway_responses, jobs_bucket
+from deploy import gateway_responses, jobs_bucket, vendor
 from deploy.api_keys import ensure_api_key
 from deploy.aws_checks import (
     check_jobs_bucket,
@@ -102,6 +104,8 @@ def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSe
         arn = check_webhook_secret(session.client("ssm"), stage,
                                    settings.jobs.webhook_secret_name, region)
         log.info("the notifier signs webhooks with the secret %s", arn)
+    if not skip_chalice:
+        vendor.build(project_dir, vendor.stage_architecture(project_dir, stage), log=log.info)
     jobs_bucket.ensure_bucket(s3, settings, region)
     if not skip_chalice:
         log.info("running chalice deploy --stage %s", stage)

@@ -4,18 +4,20 @@
 
 validates the stage offline (as `python -m deploy` does), writes each function's policy file
 (.chalice/policy-<stage>[-loader|-worker|-notifier|-sweeper].json: Chalice puts each into its
-function's own role), and runs `chalice package --stage <stage> --merge-template <merge> <out>`,
-where the merge template adds what Chalice cannot express: the FileSystemConfigs of the
-functions that mount EFS (the API, the loader, the job worker; their VpcConfig restated so that
-everything EFS needs is visible in one file), the jobs bucket (deploy/jobs_bucket.py: created by
-the stack, since CloudFormation cannot turn on EventBridge notifications of a bucket it did not
-create; its CORS rule names the REST API's origin with Fn::Sub), API Gateway's own error answers
-with CORS headers in the REST API's Swagger (deploy/gateway_responses.py), and, when XRAY_AUTH
-has api_key, the API key, the usage plan on the API's stage and their association (what
-deploy/api_keys.py makes on the `python -m deploy` path). Chalice itself turns the worker's and
-the notifier's on_cw_event into CloudWatchEvent events (EventBridge rules) and the sweeper's
-schedule into a Schedule event; check_merged reads all of it back. <out> then holds sam.json,
-deployment.zip and efs-merge-template.json. Needs no AWS access.
+function's own role), writes vendor/ (deploy/vendor.py: onnxruntime and highdicom without what
+the function never loads, zipped by Chalice as it is), and runs
+`chalice package --stage <stage> --merge-template <merge> <out>`, where the merge template adds
+what Chalice cannot express: the FileSystemConfigs of the functions that mount EFS (the API, the
+loader, the job worker; their VpcConfig restated so that everything EFS needs is visible in one
+file), the jobs bucket (deploy/jobs_bucket.py: created by the stack, since CloudFormation cannot
+turn on EventBridge notifications of a bucket it did not create; its CORS rule names the REST
+API's origin with Fn::Sub), API Gateway's own error answers with CORS headers in the REST API's
+Swagger (deploy/gateway_responses.py), and, when XRAY_AUTH has api_key, the API key, the usage
+plan on the API's stage and their association (what deploy/api_keys.py makes on the
+`python -m deploy` path). Chalice itself turns the worker's and the notifier's on_cw_event into
+CloudWatchEvent events (EventBridge rules) and the sweeper's schedule into a Schedule event;
+check_merged reads all of it back. <out> then holds sam.json, deployment.zip and
+efs-merge-template.json. Needs no AWS access.
 """
 import argparse
 import json
@@ -26,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from deploy import gateway_responses, jobs_bucket
+from deploy import gateway_responses, jobs_bucket, vendor
 from deploy.api_keys import read_value_command
 from deploy.deploy import chalice_command
 from deploy.errors import DeployError
@@ -139,6 +141,8 @@ def package(project_dir: Path, stage: str, out: Path) -> Path:
     for warning in settings.warnings:
         print(f"package: WARNING: {warning}", file=sys.stderr)
     write_policy(settings)
+    vendor.build(project_dir, vendor.stage_architecture(project_dir, stage),
+                 log=lambda message: print(f"package: {message}", file=sys.stderr))
     merge = merge_template(settings)
     with tempfile.TemporaryDirectory() as scratch:
         merge_file = Path(scratch) / MERGE_NAME

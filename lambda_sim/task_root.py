@@ -4,11 +4,14 @@ deployment.zip unpacked (unzip_package), or the same layout built from this venv
 
     <out>/app.py, <out>/chalicelib/..., <out>/chalice/{__init__,app}.py   (Chalice's packager)
     <out>/numpy, PIL, pydicom, safetensors + their dist-info             (requirements.txt)
+    <out>/onnxruntime, highdicom + their dist-info          (requirements-vendored.txt, vendor/)
 
 build_app_tree copies the zip's dependencies from this venv's installed distributions (the
-versions pinned in requirements.txt, checked here), so it needs no network and no `chalice
-package`; it is not what gets deployed (`chalice package` builds that).
+versions pinned in requirements.txt and requirements-vendored.txt, checked here; less the files
+deploy/vendor.py leaves out of vendor/), so it needs no network and no `chalice package`; it is
+not what gets deployed (`chalice package` builds that).
 """
+import fnmatch
 import re
 import shutil
 import zipfile
@@ -17,10 +20,11 @@ from pathlib import Path
 from typing import Iterable, List
 
 from chalicelib.settings import PROJECT_ROOT
+from deploy.vendor import DROP, REQUIREMENTS, normalize
 
 
 def zip_requirements(requirements: Path = PROJECT_ROOT / "requirements.txt") -> List[str]:
-    """The pinned `name==version` lines of requirements.txt."""
+    """The pinned `name==version` lines of a requirements file (requirements.txt)."""
     pins = []
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -35,12 +39,15 @@ def _copy_distribution(pin: str, out: Path) -> None:
     name, version = pin.split("==")
     dist = metadata.distribution(name)
     if dist.version != version:
-        raise RuntimeError(f"this venv has {name} {dist.version}, requirements.txt pins "
+        raise RuntimeError(f"this venv has {name} {dist.version}, the requirements pin "
                            f"{version}: run scripts/setup")
+    drop = DROP.get(normalize(name), ())
     for entry in dist.files or ():
         source = Path(dist.locate_file(entry))
         if "__pycache__" in entry.parts or entry.parts[0] == ".." or not source.is_file():
             continue  # scripts under ../../bin, and this host's caches, are not in the zip
+        if any(fnmatch.fnmatch(str(entry), pattern) for pattern in drop):
+            continue  # as deploy/vendor.py leaves it out of vendor/
         target = out / entry
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, target)
@@ -60,7 +67,8 @@ def build_app_tree(out: Path, pins: Iterable[str] = ()) -> Path:
     (out / "chalice").mkdir()
     shutil.copy2(chalice.__file__, out / "chalice" / "__init__.py")
     shutil.copy2(chalice.app.__file__, out / "chalice" / "app.py")
-    for pin in list(pins) or zip_requirements():
+    for pin in list(pins) or (zip_requirements()
+                              + zip_requirements(PROJECT_ROOT / REQUIREMENTS)):
         _copy_distribution(pin, out)
     return out
 

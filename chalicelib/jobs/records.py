@@ -52,6 +52,10 @@ class Job:
     error: Optional[Dict[str, str]] = field(default=None)  # failed/expired: {"Code","Message"}
     # who created it, as the audit line names a principal (identifiers only, never a key)
     requested_by: Optional[Dict[str, Any]] = None
+    force: bool = False                 # classify even outside the model's intended use
+    # succeeded, from a DICOM: the header elements its SR and FHIR copy (chalicelib/reports/
+    # source.py), as DICOM JSON. Patient fields: never shown by view(), deleted with the job.
+    header: Optional[Dict[str, Any]] = None
 
     @property
     def final(self) -> bool:

@@ -1,21 +1,42 @@
 """POST, GET and DELETE /xray/jobs: a job is asked for with a small JSON body, answered with the
-presigned upload at once (202), then read until it is final. The bytes never pass through here."""
+presigned upload at once (202), then read until it is final. The bytes never pass through here.
+A succeeded job's result is negotiated like POST /xray's answer: JSON, DICOM SR or FHIR, the
+reports' UIDs derived from the job, so every read gives the same instance."""
 import json
 import re
 from datetime import timedelta
 from typing import Any, Dict, Optional
 
-from chalicelib.errors import InvalidJobRequest, JobNotFound, PayloadTooLarge, UnsupportedImageType
+from chalice import Response
+
+from chalicelib.errors import (
+    InvalidJobRequest,
+    JobNotFound,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedImageType,
+)
 from chalicelib.imaging.formats import CONTENT_TYPES, media_type
 from chalicelib.jobs import layout
 from chalicelib.jobs.notify import allowed_url
 from chalicelib.jobs.presign import presigned_upload
-from chalicelib.jobs.records import AWAITING_UPLOAD, Job, iso, new_job_id, now
+from chalicelib.jobs.records import (
+    AWAITING_UPLOAD,
+    SUCCEEDED,
+    Job,
+    iso,
+    new_job_id,
+    now,
+    parse_iso,
+)
 from chalicelib.jobs.store import JobStore, reachable
+from chalicelib.reports import source
+from chalicelib.reports.negotiation import JSON, negotiate
+from chalicelib.reports.respond import respond
 from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
 
 EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
-FIELDS = ("content_type", "size", "notify")
+FIELDS = ("content_type", "size", "notify", "force")
 
 
 class JobService:
@@ -31,6 +52,10 @@ class JobService:
         content_type = _content_type(request.get("content_type"))
         size = _size(request.get("size"), self.settings.max_bytes)
         notify = self._notify(request.get("notify"))
+        force = request.get("force", False)
+        if not isinstance(force, bool):
+            raise InvalidJobRequest('"force" must be true or false: true classifies a DICOM '
+                                    "the model was not made for (the result says so)")
         job_id = new_job_id()
         started = now()
         key = layout.upload_key(job_id)
@@ -42,18 +67,39 @@ class JobService:
                   updated_at=iso(started), content_type=content_type, size=size,
                   upload_key=key,
                   expires_at=iso(started + timedelta(seconds=self.settings.upload_expires_s)),
-                  status_url=status_url, notify=notify, requested_by=requested_by)
+                  status_url=status_url, notify=notify, requested_by=requested_by,
+                  force=force)
         with reachable(self.settings.bucket):
             self.store.create(job)
         return {"job_id": job_id, "status": AWAITING_UPLOAD, "upload": upload,
                 "status_url": status_url}
 
-    def status(self, job_id: str) -> Dict[str, Any]:
+    def answer(self, job_id: str, accept: Optional[str]) -> Response:
+        """GET /xray/jobs/{job_id} in the format Accept asks for: the JSON status (with the
+        result once succeeded), or the succeeded result's SR or FHIR. A job without a result
+        has only its JSON status: asked for a report, that is a 406 naming its status."""
+        job = self._read(job_id)
+        if job.status != SUCCEEDED or job.result is None:
+            try:
+                negotiate(accept, (JSON,))
+            except NotAcceptable:
+                raise NotAcceptable(f"The job is {job.status}: it has no report to answer "
+                                    f"with, only its status as {JSON}. Poll with Accept: "
+                                    f"{JSON} until it has succeeded.") from None
+            return respond(job.view(), None, JSON)
+        media = negotiate(accept)
+        if media == JSON:
+            return respond(job.view(), None, JSON)
+        # the job's id and its end make every read the same report
+        return respond(job.result, source.from_json(job.header), media, uid_seed=job.job_id,
+                       made_at=parse_iso(job.updated_at))
+
+    def _read(self, job_id: str) -> Job:
         with reachable(self.settings.bucket):
             stored = self.store.read(job_id) if layout.valid_job_id(job_id) else None
         if stored is None:
             raise _not_found(job_id)
-        return stored.job.view()
+        return stored.job
 
     def delete(self, job_id: str) -> None:
         if not layout.valid_job_id(job_id):

@@ -13,7 +13,7 @@ the counts once no input of the batch is left without a result.
 """
 import json
 import logging
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from chalicelib.errors import ClientError, ModelUnavailable
 from chalicelib.jobs import layout
@@ -30,12 +30,17 @@ from chalicelib.jobs.records import (
     now,
 )
 from chalicelib.jobs.store import JobStore, Stored
+from chalicelib.reports import source
 from chalicelib.settings import DEFAULT_STAGE, JobSettings
+
+if TYPE_CHECKING:
+    from chalicelib.service import Classification
 
 log = logging.getLogger(__name__)
 
-# (body, content_type, max_bytes) -> the answer of POST /xray; raises what the route raises
-Classify = Callable[[bytes, str, int], Dict[str, Any]]
+# (body, content_type, max_bytes, force) -> what POST /xray classifies (its JSON answer and a
+# DICOM's header); raises what the route raises
+Classify = Callable[[bytes, str, int, bool], "Classification"]
 BATCH_CONTENT_TYPE = "application/octet-stream"  # the decoder recognises the format itself
 
 
@@ -107,19 +112,24 @@ class Worker:
                 "Code": "UploadSizeMismatch",
                 "Message": f"The job declared {job.size:,} bytes; {len(body):,} arrived"})
         try:
-            result, error = self._classified(body, job.content_type)
+            classified, error = self._classified(body, job.content_type, job.force)
         except ModelUnavailable:
             self._release(running)
             raise
-        return self._finish(running, result=result, error=error)
+        if classified is None:
+            return self._finish(running, error=error)
+        # a DICOM's study and patient elements, kept beside the result for its SR and FHIR
+        return self._finish(running, result=classified.answer,
+                            header=source.to_json(classified.header))
 
-    def _classified(self, body: bytes, content_type: str
-                    ) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, str]]]:
-        """(POST /xray's answer, None), or (None, the error as a job or batch result says it):
-        the client's error by its class and message, a bug as InternalError (the log names its
-        type only). ModelUnavailable is raised: it ends nothing, the event is retried."""
+    def _classified(self, body: bytes, content_type: str, force: bool = False
+                    ) -> Tuple[Optional["Classification"], Optional[Dict[str, str]]]:
+        """(POST /xray's classification, None), or (None, the error as a job or batch result
+        says it): the client's error by its class and message, a bug as InternalError (the log
+        names its type only). ModelUnavailable is raised: it ends nothing, the event is
+        retried."""
         try:
-            return self.classify(body, content_type, self.settings.max_bytes), None
+            return self.classify(body, content_type, self.settings.max_bytes, force), None
         except ClientError as error:
             return None, {"Code": type(error).__name__, "Message": str(error)}
         except ModelUnavailable:
@@ -133,9 +143,10 @@ class Worker:
         self.store.write(stored, stored.job.moved(QUEUED, claimed_at=None))
 
     def _finish(self, stored: Stored, result: Optional[Dict[str, Any]] = None,
-                error: Optional[Dict[str, str]] = None) -> str:
+                error: Optional[Dict[str, str]] = None,
+                header: Optional[Dict[str, Any]] = None) -> str:
         final = stored.job.moved(SUCCEEDED if result is not None else FAILED, result=result,
-                                 error=error)
+                                 error=error, header=header)
         if not finish(self.settings, self.store, stored, final):
             return "deleted"  # deleted (or expired) while running: the result is dropped
         from chalicelib.observability import audit
@@ -157,9 +168,9 @@ class Worker:
             return "replaced"  # a newer object has its own event
         record: Dict[str, Any] = {"file": file, "source_etag": obj.etag, "finished_at": ""}
         # ModelUnavailable is raised: retried with the event, or requeued by the sweeper
-        result, error = self._classified(body, BATCH_CONTENT_TYPE)
-        if error is None:
-            record.update(result=result, status=SUCCEEDED)
+        classified, error = self._classified(body, BATCH_CONTENT_TYPE)
+        if classified is not None:
+            record.update(result=classified.answer, status=SUCCEEDED)
         else:
             record.update(status=FAILED, error=error)
         record["finished_at"] = iso(now())

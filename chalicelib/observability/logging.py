@@ -1,8 +1,8 @@
 """Where every log line of the function goes, and what a line may carry.
 
 One Powertools JSON logger writes to stdout (CloudWatch Logs on Lambda) for our own loggers (the
-app's, chalicelib.*) and for the libraries on the request path that log (pydicom). A filter on
-its one handler applies the rules to every record, whoever wrote it:
+app's, chalicelib.*) and for the libraries on the request path that log (pydicom, highdicom). A
+filter on its one handler applies the rules to every record, whoever wrote it:
 - an exception is logged as its type and the frames it went through (file, line, function),
   never its message or the traceback text: a parser's message may quote a header value;
 - a library's record is logged as its logger and level only, and only from level ERROR up:
@@ -21,8 +21,9 @@ from aws_lambda_powertools import Logger
 
 SERVICE = "chest-xray"       # = the Chalice app_name, whose logger Chalice itself writes to
 OWN_LOGGERS = (SERVICE, "chalicelib")
-# Libraries that log on the request path; their records are kept, their text is not.
-LIBRARY_LOGGERS = ("pydicom",)
+# Libraries that log on the request path; their records are kept, their text is not. highdicom
+# (an SR's builder) logs the patient name it copies when it finds the name's form dubious.
+LIBRARY_LOGGERS = ("pydicom", "highdicom")
 
 
 class _CurrentStdout(logging.StreamHandler):

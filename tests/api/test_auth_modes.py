@@ -13,9 +13,10 @@ from tests.support.fixtures import PNG_CARDIOMEGALY
 from tests.support.serving import run_isolated
 
 POOL = "arn:aws:cognito-idp:eu-west-1:123456789012:userpool/eu-west-1_AbCdEf123"
-OPEN = {("/", "GET"), ("/xray", "OPTIONS"), ("/preview", "OPTIONS"), ("/health", "OPTIONS"),
-        ("/model", "OPTIONS"), ("/xray/jobs", "OPTIONS"), ("/xray/jobs/{job_id}", "OPTIONS"),
-        ("/studies", "OPTIONS"), ("/studies/{study}", "OPTIONS")}
+OPEN = {("/", "GET"), ("/openapi.json", "GET"), ("/xray", "OPTIONS"), ("/preview", "OPTIONS"),
+        ("/health", "OPTIONS"), ("/model", "OPTIONS"), ("/xray/jobs", "OPTIONS"),
+        ("/xray/jobs/{job_id}", "OPTIONS"), ("/studies", "OPTIONS"),
+        ("/studies/{study}", "OPTIONS")}
 PROTECTED = {("/xray", "POST"), ("/preview", "POST"), ("/health", "GET"), ("/model", "GET"),
              ("/xray/jobs", "POST"), ("/xray/jobs/{job_id}", "GET"),
              ("/xray/jobs/{job_id}", "DELETE"), ("/studies", "POST"), ("/studies/{study}", "POST")}

@@ -16,6 +16,7 @@ from chalicelib.errors import JobNotFound
 from chalicelib.jobs.service import JobService
 from chalicelib.jobs.store import JobStore
 from chalicelib.jobs.worker import Worker
+from chalicelib.service import Classification
 from chalicelib.settings import JobSettings, Settings
 from deploy.errors import DeployError
 from deploy.policy import policy_document
@@ -319,9 +320,10 @@ def created(key: str, etag: str, size: int) -> dict:
                        "object": {"key": key, "etag": etag, "size": size}}}
 
 
-def classify(body: bytes, content_type: str, max_bytes: int) -> dict:
+def classify(body: bytes, content_type: str, max_bytes: int, force: bool) -> Classification:
     """Not the model: this test is about which objects the code touches, not findings."""
-    return {"findings": [], "positive": ["Effusion"], "model": {"name": "m", "version": "1"}}
+    return Classification({"findings": [], "positive": ["Effusion"],
+                           "model": {"name": "m", "version": "1"}})
 
 
 @pytest.fixture
@@ -352,7 +354,7 @@ def test_the_api_and_the_worker_policies_allow_every_s3_call_their_code_makes(jo
         key = answer["upload"]["fields"]["key"]
         etag = user.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
         assert worker.handle(created(key, etag, len(body))) == "succeeded"
-        assert api.status(answer["job_id"])["status"] == "succeeded"
+        assert api.answer(answer["job_id"], None).body["status"] == "succeeded"
     for name in ("a.png", "b.png"):  # a bucket batch: results, then the summary
         key = f"batch/ward-7/{name}"
         etag = user.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
@@ -364,7 +366,7 @@ def test_the_api_and_the_worker_policies_allow_every_s3_call_their_code_makes(jo
     for answer in answers:
         api.delete(answer["job_id"])
     with pytest.raises(JobNotFound):  # S3 said 404, not 403
-        api.status(answers[0]["job_id"])
+        api.answer(answers[0]["job_id"], None)
 
     # the presigned POST acts with the API role's rights on the upload's key
     presigned = [("s3:PutObject", f"{JOBS_ARN}/{a['upload']['fields']['key']}") for a in answers]
@@ -408,7 +410,7 @@ def test_the_sweeper_and_the_notifier_policies_allow_every_s3_call_their_code_ma
     later = now() + timedelta(hours=2)
     for _ in range(5):  # requeues, then abandons the batch input and expires the other job
         sweep(settings.jobs, sweeper_store, now=later)
-    assert api.status(mailed["job_id"])["status"] == "expired"
+    assert api.answer(mailed["job_id"], None).body["status"] == "expired"
     assert user.head_object(Bucket=BUCKET, Key=layout.notice_key(mailed["job_id"]))
 
     class Ses:

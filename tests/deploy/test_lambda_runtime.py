@@ -80,6 +80,46 @@ def test_the_handler_imports_only_the_package_efs_and_the_standard_library(lambd
     assert not any("site-packages" in p for p in lambda_run["sys_path"]), lambda_run["sys_path"]
 
 
+def test_classification_ran_on_the_zips_onnxruntime_which_has_no_c_api_library(lambda_layout,
+                                                                                 lambda_run):
+    """onnxruntime comes from vendor/ without libonnxruntime.so (deploy/vendor.py): the
+    extension module the classifications used was the task root's, and that file is absent."""
+    task, _ = lambda_layout
+    loaded = [Path(f) for f in lambda_run["module_files"]
+              if Path(f).name.startswith("onnxruntime_pybind11_state.")]
+    assert loaded and all(f.resolve().is_relative_to(task.resolve()) for f in loaded), loaded
+    assert (task / "onnxruntime" / "capi").is_dir()
+    assert not list(task.rglob("libonnxruntime.so*"))
+
+
+LEFT_OUT_PROBE = """
+import importlib.util, json, sys
+sys.path.insert(0, sys.argv[1])
+import highdicom, highdicom.sr, packaging
+from pydicom.sr.codedict import codes
+item = highdicom.sr.TextContentItem(name=codes.DCM.Finding, value="no finding",
+                                    relationship_type=highdicom.sr.RelationshipTypeValues.CONTAINS)
+print(json.dumps({"files": [highdicom.__file__, packaging.__file__], "text": item.TextValue,
+                  "absent": [m for m in ("google", "flatbuffers", "jpeg_ls")
+                             if importlib.util.find_spec(m) is None]}))
+"""
+
+
+def test_highdicom_imports_from_the_zip_without_its_left_out_codec(lambda_layout):
+    """highdicom is in vendor/ without pyjpegls (and onnxruntime without protobuf and
+    flatbuffers): in a bare interpreter on the task root it imports and makes content items,
+    and none of the left-out packages can be found."""
+    task, _ = lambda_layout
+    done = subprocess.run([sys.executable, "-I", "-S", "-c", LEFT_OUT_PROBE, str(task)],
+                          capture_output=True, text=True, cwd=task, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert all(Path(f).resolve().is_relative_to(task.resolve()) for f in found["files"]), found
+    assert found["text"] == "no finding"
+    assert found["absent"] == ["google", "flatbuffers", "jpeg_ls"]
+
+
 def test_every_fixture_gets_the_in_process_apps_findings(demo_store, lambda_run):
     health, model, *answers, heatmap = lambda_run["answers"]
     assert heatmap["statusCode"] == 200 and json.loads(heatmap["body"])["heatmap"]["png"]

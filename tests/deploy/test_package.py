@@ -24,7 +24,7 @@ pytestmark = pytest.mark.build
 MB = 1024 * 1024
 HEAVY = ("torch", "torchvision", "torchgen", "functorch", "nvidia", "triton", "torchxrayvision")
 NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "lambda_sim", "benchmarks", "scripts",
-                  "efs-local", ".chalice", "docs")
+                  "efs-local", ".chalice", "docs", "build", "vendor")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +77,28 @@ def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive):
     for dist_info, its_tags in tags.items():
         assert not any(tag.endswith("linux_x86_64") and "manylinux" not in tag
                        for tag in its_tags), f"{dist_info} was built on this host: {its_tags}"
+
+
+def test_the_zip_holds_the_vendored_packages_without_the_c_api_and_the_left_out_dependencies(
+        archive):
+    """onnxruntime and highdicom come from vendor/ (deploy/vendor.py): their dist-info is there,
+    libonnxruntime.so is not, nor flatbuffers, protobuf (google/) or pyjpegls (jpeg_ls, _CharLS);
+    packaging, which highdicom imports, comes from requirements.txt."""
+    from deploy.vendor import LEFT_OUT
+    names = archive.namelist()
+    dists = {d.split("-")[0].lower() for d in wheel_tags(archive)}
+    assert {"onnxruntime", "highdicom", "packaging"} <= dists
+    assert not dists & set(LEFT_OUT), dists & set(LEFT_OUT)
+    assert set(LEFT_OUT) == {"flatbuffers", "protobuf", "pyjpegls"}  # the tops checked below
+    top = {name.split("/")[0] for name in names}
+    assert not top & {"google", "flatbuffers", "jpeg_ls"}, top
+    assert not [t for t in top if t.startswith("_CharLS")], top
+    assert not [n for n in names if re.search(r"(^|/)libonnxruntime\.so", n)]
+    assert [n for n in names if re.fullmatch(
+        r"onnxruntime/capi/onnxruntime_pybind11_state\.cpython-3\d+-x86_64-linux-gnu\.so", n)]
+    assert "onnxruntime/capi/libonnxruntime_providers_shared.so" in names  # it is loaded
+    record = archive.read("onnxruntime-1.31.1.dist-info/RECORD").decode()
+    assert "libonnxruntime.so" not in record
 
 
 def test_the_pinned_numpy_and_pillow_are_manylinux_wheels(archive):

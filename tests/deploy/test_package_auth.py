@@ -28,7 +28,7 @@ MODES = {
         "XRAY_AUTH": "cognito+api_key", "XRAY_COGNITO_USER_POOL_ARNS": POOL},
         "usage_plan": PLAN}),
 }
-OPEN = {("/", "get")}  # and every options method
+OPEN = {("/", "get"), ("/openapi.json", "get")}  # and every options method
 AUTHORIZERS = {"iam": "sigv4", "cognito": "cognito_user_pool"}
 
 

@@ -15,7 +15,13 @@ from chalicelib.inference.lazy import LazyModel
 from chalicelib.inference.store import ManifestError, read_manifest
 from chalicelib.inference.torch_import import RUNTIME_REPORT, TorchUnavailable, import_torch
 from tests.support.fixtures import REPO
-from tests.support.model_store import FakeClassifier, copy_store, post_png
+from tests.support.model_store import (
+    FakeClassifier,
+    copy_store,
+    current_dir,
+    edit_manifest,
+    post_png,
+)
 from tests.support.serving import run_isolated, serving
 from vendor_efs.models.demo import VERSION
 
@@ -23,17 +29,6 @@ from vendor_efs.models.demo import VERSION
 @pytest.fixture
 def store_copy(demo_store, tmp_path):
     return copy_store(demo_store, tmp_path)
-
-
-def current_dir(root):
-    return root / "models" / "current"
-
-
-def edit_manifest(root, **changes):
-    path = current_dir(root) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest.update(changes)
-    path.write_text(json.dumps(manifest))
 
 
 def test_the_pointer_is_resolved_once_so_the_loaded_version_is_pinned(store_copy):
@@ -63,6 +58,7 @@ def test_bad_input_is_refused_without_loading_the_model(tmp_path):
      "pickled weights are never loaded"),
     ({"architecture": {"name": "resnet9000"}}, "unknown architecture"),
     ({"format": "something-else/2"}, '"format" must be'),
+    ({"accepts": {"views": []}}, '"accepts.views" must be a non-empty list'),
 ])
 def test_invalid_manifests_are_named_precisely(store_copy, changes, message):
     edit_manifest(store_copy, **changes)

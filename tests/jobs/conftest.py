@@ -49,9 +49,9 @@ class JobsApp:
                                          body=raw)
         return response.status_code, json.loads(response.body)
 
-    def job(self, content_type: str, size: int, notify: Optional[Dict[str, str]] = None
-            ) -> Dict[str, Any]:
-        request: Dict[str, Any] = {"content_type": content_type, "size": size}
+    def job(self, content_type: str, size: int, notify: Optional[Dict[str, str]] = None,
+            **fields: Any) -> Dict[str, Any]:
+        request: Dict[str, Any] = {"content_type": content_type, "size": size, **fields}
         if notify:
             request["notify"] = notify
         status, answer = self.create(request)
@@ -61,6 +61,10 @@ class JobsApp:
     def status(self, job_id: str) -> Tuple[int, Dict[str, Any]]:
         response = self.client.http.get(f"/xray/jobs/{job_id}")
         return response.status_code, json.loads(response.body)
+
+    def report(self, job_id: str, accept: str) -> Any:
+        """GET /xray/jobs/{job_id} asking for another format: the whole response."""
+        return self.client.http.get(f"/xray/jobs/{job_id}", headers={"Accept": accept})
 
     def delete(self, job_id: str) -> int:
         return self.client.http.delete(f"/xray/jobs/{job_id}").status_code

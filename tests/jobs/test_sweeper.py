@@ -32,7 +32,7 @@ class Died(BaseException):
     nothing after the claim happens. Not an Exception, so the worker cannot catch it."""
 
 
-def dies(body, content_type, max_bytes):
+def dies(body, content_type, max_bytes, force=False):
     raise Died()
 
 

@@ -153,10 +153,10 @@ def test_given_a_job_deleted_while_it_is_classified_then_the_result_is_dropped(j
     service = jobs_app.module.get_service()
     seen = []
 
-    def classify_while_the_client_deletes(body, content_type, max_bytes):
+    def classify_while_the_client_deletes(body, content_type, max_bytes, force=False):
         seen.append(jobs_app.status(job_id)[1]["status"])
         assert jobs_app.delete(job_id) == 204
-        return service.classify(body, content_type, max_bytes=max_bytes).answer
+        return service.classify(body, content_type, max_bytes=max_bytes)
 
     outcome = jobs_app.deliver(event, classify=classify_while_the_client_deletes)
 

@@ -1,5 +1,7 @@
-"""What the model-store tests share: a private copy of the demo store, a classification request,
-and a stand-in classifier for the lazy model's state tests."""
+"""What the model-store tests share: a private copy of the demo store (and edits to its
+manifest), a classification request, and a stand-in classifier for the lazy model's state
+tests."""
+import json
 import shutil
 from pathlib import Path
 
@@ -11,6 +13,18 @@ def copy_store(demo_store: Path, tmp_path: Path) -> Path:
     root = tmp_path / "efs"
     shutil.copytree(demo_store, root, symlinks=True)
     return root
+
+
+def current_dir(root: Path) -> Path:
+    return root / "models" / "current"
+
+
+def edit_manifest(root: Path, **changes) -> None:
+    """Changes the served version's manifest.json in a copied store (top-level keys)."""
+    path = current_dir(root) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(changes)
+    path.write_text(json.dumps(manifest))
 
 
 def post_png(client):

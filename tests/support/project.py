@@ -8,11 +8,13 @@ from typing import Any, Dict
 from tests.support.local_aws import UserNetwork
 
 REPO = Path(__file__).resolve().parents[2]
-# What Chalice reads (app.py, chalicelib/, vendor/, requirements.txt, the config) and, to prove
-# they stay out of the zip, the folders a checkout has beside them. Nothing generated (.venv,
-# build output, .chalice/deployed): a user's first deploy starts without them.
-ENTRIES = ("app.py", "requirements.txt", "chalicelib", "vendor", ".chalice/config.json",
-           "deploy", "vendor_efs", "lambda_sim", "benchmarks", "scripts", "tests", "docs")
+# What Chalice reads (app.py, chalicelib/, requirements.txt, the config), what the deploy
+# commands put into vendor/ (requirements-vendored.txt) and, to prove they stay out of the zip,
+# the folders a checkout has beside them. Nothing generated (.venv, build output, vendor/,
+# .chalice/deployed): a user's first deploy starts without them.
+ENTRIES = ("app.py", "requirements.txt", "requirements-vendored.txt", "chalicelib",
+           ".chalice/config.json", "deploy", "vendor_efs", "lambda_sim", "benchmarks", "scripts",
+           "tests", "docs")
 SKIP = shutil.ignore_patterns("__pycache__", "*.pyc")
 
 

@@ -215,6 +215,15 @@ def error_for(page, name: str, mime: str, body: bytes) -> str:
     return text
 
 
+def test_the_page_links_the_apis_contract(page, server):
+    href = page.eval_on_selector("#contract", "link => link.href")
+    assert href == f"{server}/openapi.json"
+    with urllib.request.urlopen(href, timeout=30) as response:
+        document = json.loads(response.read())
+    assert document["openapi"].startswith("3.1.") and "/xray" in document["paths"]
+    assert page.console_errors == []
+
+
 def test_a_text_file_is_refused_in_plain_words(page):
     text = error_for(page, "notes.txt", "text/plain", b"Patient notes, not an image.")
     assert "\u201cnotes.txt\u201d is not an image" in text and "PNG, JPEG or DICOM" in text

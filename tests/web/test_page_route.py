@@ -67,6 +67,14 @@ def test_the_content_security_policy_allows_exactly_the_inline_code(page):
     assert "unsafe-inline" not in policy
 
 
+def test_the_page_links_the_apis_contract_relative_to_itself(page):
+    html = page.body if isinstance(page.body, str) else page.body.decode()
+    tags = Elements()
+    tags.feed(html)
+    assert [attrs for tag, attrs in tags.tags if tag == "a" and "contract" in attrs.values()] \
+        == [{"id": "contract", "href": "openapi.json"}]
+
+
 def test_every_control_is_labelled(page):
     html = page.body if isinstance(page.body, str) else page.body.decode()
     tags = Elements()

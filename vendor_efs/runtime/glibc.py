@@ -64,7 +64,7 @@ def wheel_requirement(tags: Iterable[str]) -> Tuple[str, Optional[Version]]:
     kinds = [tag_glibc(tag.rsplit("-", 1)[-1]) for tag in tags]
     if any(kind == "any" for kind, _ in kinds):
         return "any", None
-    versions = [v for kind, v in kinds if kind == "manylinux"]
+    versions = [v for kind, v in kinds if kind == "manylinux" and v is not None]
     if versions:
         return "manylinux", min(versions)
     if any(kind == "unknown" for kind, _ in kinds):
@@ -172,18 +172,19 @@ def check_tree(tree: Path, target: Version) -> GlibcReport:
     for path in sorted(tree.rglob("*")):
         if not path.is_file() or path.is_symlink():
             continue
-        needs = elf_symbol_versions(path)
-        if not needs:
+        elf_needs = elf_symbol_versions(path)
+        if not elf_needs:
             continue
         report.elf_files += 1
-        glibc = max_versions(needs, "GLIBC_")
+        glibc = max_versions(elf_needs, "GLIBC_")
         if glibc is not None:
-            version = (glibc + (0,))[:2]
+            padded = glibc + (0,)
+            version = (padded[0], padded[1])
             if report.elf_max is None or version > report.elf_max:
                 report.elf_max = version
             if version > target:
                 report.offenders.append(f"{path.relative_to(tree)} needs GLIBC_{show(version)}")
-        cxx = max_versions(needs, "GLIBCXX_")
+        cxx = max_versions(elf_needs, "GLIBCXX_")
         if cxx is not None and (glibcxx is None or cxx > glibcxx):
             glibcxx = cxx
     report.glibcxx_max = ".".join(map(str, glibcxx)) if glibcxx else None
