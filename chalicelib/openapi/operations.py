@@ -96,9 +96,8 @@ STOW_ANSWERS = {
     409: Answer("No instance classified (each has its Failure Reason): the module, whatever "
                 "Accept asked for", {DICOM_JSON: "StoreInstancesResponse"}, ("Vary",)),
 }
-# InvalidStowRequest by name: its class comes with the STOW-RS branch (chalicelib/dicomweb)
 STOW_ERRORS: Tuple[ErrorClass, ...] = (
-    "InvalidStowRequest", errors.NotAcceptable, errors.PayloadTooLarge) + MODEL_ERRORS
+    errors.InvalidStowRequest, errors.NotAcceptable, errors.PayloadTooLarge) + MODEL_ERRORS
 
 # (path, method) -> Operation. PREFLIGHT documents every OPTIONS route (one view answers them).
 OPERATIONS: Dict[Tuple[str, str], Operation] = {

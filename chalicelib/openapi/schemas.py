@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Type
 from chalice import ChaliceViewError
 
 from chalicelib import errors
+from chalicelib.dicomweb.stow import ANSWER_TAG, ERROR_TAG, PRIVATE_CREATOR
 from chalicelib.imaging.formats import CONTENT_TYPES, DICOM, JPEG, PNG
 from chalicelib.inference.intended_use import DEFAULT_ACCEPTS, FORCED, NOT_CHECKED, PASSED
 from chalicelib.inference.lazy import LazyModel
@@ -31,10 +32,6 @@ from chalicelib.settings import Settings
 
 Schema = Dict[str, Any]
 
-# The STOW-RS answer's private block (chalicelib/dicomweb/stow.py's PRIVATE_CREATOR, ANSWER_TAG,
-# ERROR_TAG), named here while that module is on its own branch
-PRIVATE_CREATOR = "CHEST_XRAY_SERVERLESS"
-ANSWER_TAG, ERROR_TAG = "00091001", "00091002"
 
 REF = "#/components/schemas/"
 DATA_PNG = r"^data:image/png;base64,[A-Za-z0-9+/]+=*$"
