@@ -27,7 +27,6 @@ from chalicelib.errors import (
     ClientError,
     InvalidImage,
     InvalidStowRequest,
-    NotAcceptable,
     NotAChestRadiograph,
     PayloadTooLarge,
     UnclassifiableImage,
@@ -35,7 +34,7 @@ from chalicelib.errors import (
     UnsupportedView,
 )
 from chalicelib.imaging.formats import media_type
-from chalicelib.reports.negotiation import DICOM_SR, parse_accept
+from chalicelib.reports.negotiation import DICOM_SR
 from chalicelib.reports.negotiation import negotiate as negotiate_media
 
 if TYPE_CHECKING:
@@ -112,39 +111,15 @@ class Outcome:
 
 def negotiate(accept: Optional[str]) -> str:
     """DICOM_JSON (also for no Accept) or MULTIPART_RELATED (only with type application/dicom,
-    or no type: the SRs are all we send as multipart); NotAcceptable otherwise.
-
-    The SRs only when multipart/related is the Accept header's first media type: API Gateway
-    decides whether to turn a base64 answer back into bytes from the first one alone, and would
-    hand any other client the SRs as base64 text. A header that prefers them further on gets the
-    JSON module if it takes that too, else a 406 that says to put multipart/related first."""
-    if accept is None or not accept.strip():
-        return DICOM_JSON
-    ranges = [(media, q) for media, q, params in parse_accept(accept)
-              if media != MULTIPART_RELATED or params.get("type", DICOM).lower() == DICOM]
-    chosen = _preferred(ranges, (DICOM_JSON, MULTIPART_RELATED))
-    if chosen == MULTIPART_RELATED and ranges[0][0] != MULTIPART_RELATED:
-        chosen = _preferred(ranges, (DICOM_JSON,))
-        if chosen is None:
-            raise NotAcceptable(
-                f"Accept: {accept} asks for the SRs, but not with {MULTIPART_RELATED} as its "
-                f"first media type, which API Gateway needs to send them as bytes: send Accept: "
-                f'{MULTIPART_RELATED}; type="{DICOM}".')
-    if chosen is None:
-        raise NotAcceptable(f"Accept: {accept} names no format this route answers in. Ask for "
-                            f"{DICOM_JSON} (the Store Instances Response Module with each "
-                            f"instance's findings, the default) or {MULTIPART_RELATED}; "
-                            f'type="{DICOM}" (the classified instances\' SRs).')
-    return chosen
-
-
-def _preferred(ranges: Sequence[Tuple[str, float]], offered: Sequence[str]) -> Optional[str]:
-    if not ranges:
-        return None
-    try:
-        return negotiate_media(", ".join(f"{media};q={q}" for media, q in ranges), offered)
-    except NotAcceptable:
-        return None
+    or no type: the SRs are all we send as multipart, and only as Accept's first media type:
+    reports/negotiation.py); NotAcceptable otherwise."""
+    return negotiate_media(
+        accept, (DICOM_JSON, MULTIPART_RELATED), binary=(MULTIPART_RELATED,),
+        keep=lambda media, params: (media != MULTIPART_RELATED
+                                    or params.get("type", DICOM).lower() == DICOM),
+        formats=f"{DICOM_JSON} (the Store Instances Response Module with each instance's "
+                f'findings, the default) or {MULTIPART_RELATED}; type="{DICOM}" (the classified '
+                f"instances' SRs)")
 
 
 def store(service: "XrayService", body: bytes, content_type: str, *, max_bytes: int,

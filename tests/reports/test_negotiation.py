@@ -19,9 +19,9 @@ from chalicelib.reports.negotiation import DICOM_SR, FHIR, JSON, negotiate
     ("application/dicom, */*", DICOM_SR),            # the specific range beats */*
     ("application/fhir+json;q=0.9, */*", JSON),      # a higher q beats specificity
     ("application/*", JSON),
-    ("application/json;q=0, application/*", DICOM_SR),
+    ("application/json;q=0, application/*", FHIR),    # the SR is not first: the text one
     ("image/png, */*;q=0.1", JSON),
-    ("application/fhir+json;q=0.5, application/dicom;q=0.8", DICOM_SR),
+    ("application/dicom;q=0.8, application/fhir+json;q=0.5", DICOM_SR),
     ("application/dicom;q=bogus, application/json", JSON),
 ])
 def test_given_an_accept_header_then_the_preferred_offered_type(accept, chosen):
@@ -41,3 +41,20 @@ def test_given_a_route_offering_one_type_then_only_that_one_is_acceptable():
     assert negotiate("*/*", (JSON,)) == JSON
     with pytest.raises(NotAcceptable):
         negotiate("application/dicom", (JSON,))
+
+
+@pytest.mark.parametrize("accept, chosen", [
+    ("application/json;q=0.5, application/dicom", JSON),       # the SR would reach it as text
+    ("application/fhir+json;q=0.1, application/dicom", FHIR),
+    ("*/*;q=0.1, application/dicom", JSON),
+    ("application/dicom, application/json;q=0.5", DICOM_SR),   # first: API Gateway sends bytes
+])
+def test_given_the_sr_preferred_but_not_first_then_the_best_text_format(accept, chosen):
+    assert negotiate(accept) == chosen
+
+
+def test_given_only_the_sr_and_not_first_then_406_saying_to_put_it_first():
+    with pytest.raises(NotAcceptable) as raised:
+        negotiate("text/html, application/dicom")
+    assert "first media type" in str(raised.value) and "put application/dicom first" in str(
+        raised.value)
