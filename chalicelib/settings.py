@@ -49,6 +49,8 @@ JOBS_BUCKET = "XRAY_JOBS_BUCKET"
 JOB_MAX_BYTES = "XRAY_JOB_MAX_BYTES"          # the largest upload a job accepts
 RESULT_DAYS = "XRAY_RESULT_DAYS"              # days a job's record and result are kept
 KEEP_UPLOADS_DAYS = "XRAY_KEEP_UPLOADS_DAYS"  # 0 = uploads are deleted once processed
+# true = a DICOM job keeps the header elements its SR and FHIR copy (patient and study modules)
+KEEP_DICOM_HEADERS = "XRAY_KEEP_DICOM_HEADERS"
 UPLOAD_EXPIRES_S = "XRAY_UPLOAD_EXPIRES_S"    # how long a presigned upload stays valid
 SWEEP_MINUTES = "XRAY_SWEEP_MINUTES"          # how often the sweeper runs (read at import)
 # The API's base URL as clients see it (https://api.example.org/v1), for the status links in
@@ -140,6 +142,9 @@ class JobSettings:
     max_bytes: int = DEFAULT_JOB_MAX_BYTES
     result_days: int = DEFAULT_RESULT_DAYS
     keep_uploads_days: int = 0          # > 0: the operator opted in to keep uploads that long
+    # the operator opted in to keep a DICOM job's patient and study elements beside its result,
+    # for the SR and FHIR of GET /xray/jobs/{job_id} (reports/source.py)
+    keep_dicom_headers: bool = False
     upload_expires_s: int = DEFAULT_UPLOAD_EXPIRES_S
     sweep_minutes: int = DEFAULT_SWEEP_MINUTES
     public_url: str = ""
@@ -164,6 +169,7 @@ class JobSettings:
             max_bytes=_positive_int(env, JOB_MAX_BYTES, DEFAULT_JOB_MAX_BYTES),
             result_days=_positive_int(env, RESULT_DAYS, DEFAULT_RESULT_DAYS),
             keep_uploads_days=_whole_number(env, KEEP_UPLOADS_DAYS, 0),
+            keep_dicom_headers=_switch(env, KEEP_DICOM_HEADERS),
             upload_expires_s=_positive_int(env, UPLOAD_EXPIRES_S, DEFAULT_UPLOAD_EXPIRES_S),
             sweep_minutes=_positive_int(env, SWEEP_MINUTES, DEFAULT_SWEEP_MINUTES),
             public_url=public_url,
@@ -247,6 +253,16 @@ def _stage(env: Mapping[str, str]) -> str:
         raise ValueError(f"{STAGE} must be the stage's name (letters, digits, - or _, at most 32),"
                          f" got {value!r}")
     return value
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    """An on/off variable: true, 1 or yes; false, 0, no or unset."""
+    value = env.get(name, "").strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("", "false", "0", "no"):
+        return False
+    raise ValueError(f"{name} must be true or false; got {env[name]!r}")
 
 
 def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from chalicelib.settings import AUTH, CORS_ORIGINS, PROJECT_ROOT, parse_origins
+from chalicelib.settings import AUTH, CORS_ORIGINS, KEEP_DICOM_HEADERS, PROJECT_ROOT, parse_origins
 from local_stack import emulator as emulators
 from local_stack.relay import FUNCTIONS, Function, Relay, functions
 from local_stack.resources import NOTIFIER, SWEEPER, WORKER, Resources, provision
@@ -128,6 +128,9 @@ def main(argv: List[str]) -> int:
                               {name: f.timeout_s + 30 for name, f in made.items()})
         os.environ.update(resources.env())
         os.environ.update(settings["env"])  # as chalice local applies the stage's
+        # the local flow holds demo data: its DICOM jobs keep what their SR and FHIR copy, so
+        # that GET /xray/jobs/{id} answers them as an opted-in stage does (a value set wins)
+        os.environ.setdefault(KEEP_DICOM_HEADERS, "true")
         relay = start_relay(emulator, resources, made)
         taken = listening(options)
         if taken:

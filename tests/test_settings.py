@@ -1,7 +1,14 @@
 """chalicelib/settings.py: what each stage's environment turns into, on Lambda and off it."""
 import pytest
 
-from chalicelib.settings import LOCAL_EFS_ROOT, PROJECT_ROOT, AuthSettings, Settings
+from chalicelib.settings import (
+    KEEP_DICOM_HEADERS,
+    LOCAL_EFS_ROOT,
+    PROJECT_ROOT,
+    AuthSettings,
+    JobSettings,
+    Settings,
+)
 
 DEV = {"XRAY_EFS_ROOT": "/mnt/xray", "XRAY_PACKAGES_PATH": "/mnt/xray/packages",
        "XRAY_MODEL_PATH": "/mnt/xray/models/current", "XRAY_LOCAL_EFS_ROOT": "efs-local"}
@@ -67,3 +74,15 @@ def test_given_no_stage_name_then_local_and_each_deployed_stage_names_itself():
 def test_given_a_stage_name_that_is_not_a_short_name_then_it_fails_at_start(value):
     with pytest.raises(ValueError, match="XRAY_STAGE"):
         Settings.from_env({"XRAY_STAGE": value})
+
+
+@pytest.mark.parametrize("value, kept", [(None, False), ("", False), ("false", False),
+                                         ("0", False), ("true", True), ("YES", True), ("1", True)])
+def test_given_the_dicom_header_switch_then_a_job_keeps_headers_only_when_opted_in(value, kept):
+    env = {} if value is None else {KEEP_DICOM_HEADERS: value}
+    assert JobSettings.from_env(env).keep_dicom_headers is kept
+
+
+def test_given_a_dicom_header_switch_that_is_no_yes_or_no_then_it_fails_at_start():
+    with pytest.raises(ValueError, match="XRAY_KEEP_DICOM_HEADERS must be true or false"):
+        JobSettings.from_env({KEEP_DICOM_HEADERS: "sometimes"})

@@ -16,7 +16,7 @@ from chalicelib.errors import (
     PayloadTooLarge,
     UnsupportedImageType,
 )
-from chalicelib.imaging.formats import CONTENT_TYPES, media_type
+from chalicelib.imaging.formats import CONTENT_TYPES, DICOM, media_type
 from chalicelib.jobs import layout
 from chalicelib.jobs.notify import allowed_url
 from chalicelib.jobs.presign import presigned_upload
@@ -33,7 +33,7 @@ from chalicelib.jobs.store import JobStore, reachable
 from chalicelib.reports import source
 from chalicelib.reports.negotiation import JSON, negotiate
 from chalicelib.reports.respond import respond
-from chalicelib.settings import SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
+from chalicelib.settings import KEEP_DICOM_HEADERS, SES_SENDER, WEBHOOK_SECRET_NAME, JobSettings
 
 EMAIL = re.compile(r"[^@\s<>,;]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}")
 FIELDS = ("content_type", "size", "notify", "force")
@@ -90,6 +90,15 @@ class JobService:
         media = negotiate(accept)
         if media == JSON:
             return respond(job.view(), None, JSON)
+        if job.header is None and job.result.get("image", {}).get("format") == DICOM:
+            # without the input's patient and study elements a report could not join its
+            # study, and a report that silently starts a new one would be misfiled
+            raise NotAcceptable(
+                f"This stage keeps no part of a DICOM upload, so the job's {media} report cannot "
+                f"join the image's study: the job answers {JSON} only. For its SR or FHIR, send "
+                f"the file to POST /xray or POST /studies (up to the synchronous limit), or ask "
+                f"the operator to set {KEEP_DICOM_HEADERS}=true (a DICOM job then keeps the "
+                f"header elements its reports copy beside its result, deleted with it).")
         # the job's id and its end make every read the same report
         return respond(job.result, source.from_json(job.header), media, uid_seed=job.job_id,
                        made_at=parse_iso(job.updated_at))

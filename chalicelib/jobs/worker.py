@@ -118,9 +118,10 @@ class Worker:
             raise
         if classified is None:
             return self._finish(running, error=error)
-        # a DICOM's study and patient elements, kept beside the result for its SR and FHIR
-        return self._finish(running, result=classified.answer,
-                            header=source.to_json(classified.header))
+        # a DICOM's study and patient elements, kept beside the result for its SR and FHIR only
+        # where the operator opted in: they are the upload's patient fields
+        header = source.to_json(classified.header) if self.settings.keep_dicom_headers else None
+        return self._finish(running, result=classified.answer, header=header)
 
     def _classified(self, body: bytes, content_type: str, force: bool = False
                     ) -> Tuple[Optional["Classification"], Optional[Dict[str, str]]]:

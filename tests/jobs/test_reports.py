@@ -1,7 +1,8 @@
-"""Given a job, when it is read with an Accept header, then its result is negotiated as POST
-/xray's answer is (JSON, DICOM SR, FHIR), the same report on every read; the DICOM header
-elements a report copies are kept beside the result, never shown in the JSON status; a job
-without a result answers only its JSON status; and force travels with the job."""
+"""Given a job on a stage that keeps DICOM headers (XRAY_KEEP_DICOM_HEADERS), when it is read
+with an Accept header, then its result is negotiated as POST /xray's answer is (JSON, DICOM SR,
+FHIR), the same report on every read; the DICOM header elements a report copies are kept beside
+the result, never shown in the JSON status; a job without a result answers only its JSON
+status; and force travels with the job. (A stage that keeps none: tests/jobs/test_worker.py.)"""
 import io
 import json
 
@@ -9,11 +10,17 @@ import numpy as np
 import pydicom
 import pytest
 
+from chalicelib.settings import KEEP_DICOM_HEADERS
 from tests.support.dicom_factory import make_dicom
 from tests.support.fixtures import DCM_MONO2, PNG_CARDIOMEGALY
 from tests.support.jobs import upload
 
 DICOM_SR, FHIR = "application/dicom", "application/fhir+json"
+
+
+@pytest.fixture(scope="module")
+def app_env():
+    return {KEEP_DICOM_HEADERS: "true"}
 
 
 def classified(jobs_app, body: bytes, content_type: str, **fields) -> str:

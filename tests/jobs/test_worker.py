@@ -226,3 +226,16 @@ def test_given_a_dicom_with_patient_fields_when_handled_then_none_is_logged_or_s
     assert NOTIFY["email"] not in out and NOTIFY["webhook"] not in out
     for key in jobs_app.stack.keys():
         assert marker.encode() not in jobs_app.stack.store().get_bytes(key).upper(), key
+
+
+def test_given_a_stage_that_keeps_no_dicom_headers_then_a_dicom_jobs_report_is_406(jobs_app):
+    job_id, event = uploaded(jobs_app, DCM_MONO2.read_bytes(), "application/dicom")
+    jobs_app.deliver(event)
+    assert jobs_app.stack.store().read(job_id).job.header is None  # nothing of the patient
+    for accept in ("application/dicom", "application/fhir+json"):
+        response = jobs_app.client.http.get(f"/xray/jobs/{job_id}", headers={"Accept": accept})
+        error = json.loads(response.body)
+        assert (response.status_code, error["Code"]) == (406, "NotAcceptable")
+        assert "XRAY_KEEP_DICOM_HEADERS=true" in error["Message"]
+        assert "POST /xray" in error["Message"]
+    assert jobs_app.status(job_id)[1]["status"] == "succeeded"  # the JSON is still there
