@@ -33,7 +33,8 @@ from chalicelib.errors import (
     UnsupportedImageType,
     UnsupportedView,
 )
-from chalicelib.imaging.formats import media_type
+from chalicelib.imaging.formats import CONTENT_TYPE_OF_FORMAT, media_type
+from chalicelib.imaging.formats import DICOM as DICOM_FORMAT
 from chalicelib.reports.negotiation import DICOM_SR
 from chalicelib.reports.negotiation import negotiate as negotiate_media
 
@@ -75,7 +76,7 @@ CREATOR_TAG = "00090010"
 ANSWER_TAG = "00091001"  # UT: the instance's JSON answer, exactly what POST /xray answers
 ERROR_TAG = "00091002"   # UT: why the instance failed, {"Code", "Message"} as POST /xray says it
 
-DICOM = "application/dicom"
+DICOM = CONTENT_TYPE_OF_FORMAT[DICOM_FORMAT]  # an instance's media type
 # Classifying (and making the SRs, when asked) stops once this much time went by, the first
 # instance always tried: API Gateway gives up on a request after 29 s, and the last instance
 # started still has to finish. Those not tried fail with OUT_OF_RESOURCES, to be sent again.

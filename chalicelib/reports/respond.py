@@ -2,7 +2,7 @@
 itself, its DICOM SR (sr.py) or its FHIR Bundle (fhir.py). The builders are imported only for
 their format: highdicom costs a few hundred milliseconds to import."""
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from chalice import Response
 
@@ -13,22 +13,20 @@ if TYPE_CHECKING:
 
 
 def respond(answer: Dict[str, Any], header: Optional["Dataset"], media: str,
-            uid_seed: Optional[str] = None, made_at: Optional[datetime] = None,
-            status_code: int = 200) -> Response:
+            uid_seed: Optional[str] = None, made_at: Optional[datetime] = None) -> Response:
     """answer: what POST /xray answers as JSON; header: a DICOM input's header (None for PNG
     and JPEG); media: a negotiated type; uid_seed and made_at: what the report's UIDs derive
     from and when it was made, when the same result must always give the same report (an
     upload job's: its id and when it finished), None for new UIDs made now."""
-    headers: Dict[str, Union[str, List[str]]] = {"Content-Type": media, "Vary": "Accept"}
+    body: Any
     if media == JSON:
-        return Response(body=answer, status_code=status_code, headers=headers)
-    if media == DICOM_SR:
+        body = answer
+    elif media == DICOM_SR:
         from chalicelib.reports.sr import build_sr
-        return Response(body=build_sr(answer, header, uid_seed, made_at), status_code=status_code,
-                        headers=headers)
-    if media == FHIR:
+        body = build_sr(answer, header, uid_seed, made_at)
+    elif media == FHIR:
         from chalicelib.reports.fhir import build_bundle
-        bundle = build_bundle(answer, header, uid_seed, made_at)
-        return Response(body=bundle, status_code=status_code,
-                        headers=headers)
-    raise ValueError(f"no renderer for {media}")  # negotiate() offers only the three
+        body = build_bundle(answer, header, uid_seed, made_at)
+    else:
+        raise ValueError(f"no renderer for {media}")  # negotiate() offers only the three
+    return Response(body=body, headers={"Content-Type": media, "Vary": "Accept"})

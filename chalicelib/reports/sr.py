@@ -77,8 +77,7 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     uid = _uid_maker(uid_seed)
     device = device_of(answer)
     series_uid, instance_uid = uid("series"), uid("instance")
-    now = (datetime.datetime.now() if made_at is None else made_at if made_at.tzinfo is None
-           else made_at.astimezone(datetime.timezone.utc).replace(tzinfo=None))
+    now = _naive(made_at) if made_at is not None else datetime.datetime.now()
     subject, referenced = _subject(header, uid, now)
     if not referenced:
         # highdicom takes the patient and study from an evidence instance: without an input
@@ -147,6 +146,13 @@ def build_sr(answer: Dict[str, Any], header: Optional["Dataset"],
     out = io.BytesIO()
     sr.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def _naive(moment: datetime.datetime) -> datetime.datetime:
+    """DICOM's dates and times carry no zone: an aware time as UTC, a naive one as it is."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
 def _uid_maker(seed: Optional[str]) -> Callable[[str], str]:
