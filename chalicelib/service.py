@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from chalicelib.errors import PayloadTooLarge
 from chalicelib.imaging.dispatch import decode
-from chalicelib.imaging.image import Limits
+from chalicelib.imaging.image import EXACT, Limits, Resolution
 from chalicelib.inference import intended_use
 from chalicelib.inference.lazy import LazyModel
+from chalicelib.inference.store import ManifestError, read_manifest
 from chalicelib.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class XrayService:
     def __init__(self, settings: Settings, model: LazyModel) -> None:
         self._max_bytes = settings.max_upload_bytes
         self._limits = Limits(max_pixels=settings.max_pixels, min_side=settings.min_side)
+        self._reduced_decoding = settings.reduced_decoding
         self.model = model
 
     def preview(self, body: bytes, content_type: str) -> Dict[str, Any]:
@@ -50,7 +52,7 @@ class XrayService:
         check_size(body, max_bytes or self._max_bytes)
         started = time.perf_counter()
         # Decode before touching the model: bad input is refused without loading torch.
-        image = decode(body, content_type, self._limits)
+        image = decode(body, content_type, self._limits, self.resolution())
         decoded = time.perf_counter()
         classifier = self.model.get(deadline)
         loaded = time.perf_counter()
@@ -80,6 +82,22 @@ class XrayService:
             timings["heatmap"] = round(_ms(preprocessed, inferred) - explained.forward_ms, 2)
             answer["heatmap"] = explained.heatmap
         return Classification(answer, image.header)
+
+    def resolution(self) -> Resolution:
+        """How finely to decode: every pixel, unless the stage opted in to reduced decoding; then
+        no finer than the served model needs and no coarser than its manifest allows. Before
+        the model is loaded its manifest is read from the store (a few hundred bytes), so that
+        bad input is still refused without loading the model."""
+        if not self._reduced_decoding:
+            return EXACT
+        manifest = self.model.loaded_manifest()
+        if manifest is None:
+            try:
+                manifest = read_manifest(self.model.model_path)
+            except ManifestError:  # the model's load reports it, as for every request
+                return EXACT
+        return Resolution(coarsest_level=manifest.coarsest_level,
+                          input_side=manifest.input_size)
 
 
 def check_size(body: bytes, max_bytes: int) -> None:

@@ -24,6 +24,11 @@ MIN_SIDE = "XRAY_MIN_SIDE"
 # installed, else torch), onnxruntime, or torch.
 BACKEND = "XRAY_BACKEND"
 BACKEND_CHOICES = ("auto", "onnxruntime", "torch")
+# true = decode JPEG 2000 and JPEG no finer than the model needs: a coarser resolution level
+# (JPEG 2000) or DCT scale (JPEG), never coarser than the model manifest's
+# reduced_decoding.coarsest_level allows (absent = 0: exact) nor below the model's input side.
+# Not exact (see the README's fidelity table); false (the default) decodes every pixel.
+REDUCED_DECODING = "XRAY_REDUCED_DECODING"
 # Origins (scheme://host[:port], comma-separated) whose web pages may call the API from the
 # browser. Empty (the default) = same-origin only; "*" = any origin, an explicit opt-in only.
 CORS_ORIGINS = "XRAY_CORS_ORIGINS"
@@ -68,6 +73,9 @@ DEFAULT_SWEEP_MINUTES = 10
 # "true" stops the EMF metric lines (POWERTOOLS_DEV=true does too, unless this is set to false).
 METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 POWERTOOLS_DEV = "POWERTOOLS_DEV"
+# Read by OpenJPEG itself each time it decodes: the threads a JPEG 2000 decode uses. Unset = the
+# function's vCPUs (chalicelib/imaging/codestreams.py sets it); an operator's value is kept.
+OPJ_NUM_THREADS = "OPJ_NUM_THREADS"
 
 # A Lambda request payload is at most 6 MiB and API Gateway hands binary bodies over base64
 # encoded (4 bytes for every 3). Keep 64 KiB for the rest of the event (headers, context).
@@ -188,6 +196,7 @@ class Settings:
     min_side: int
     cors_origins: Tuple[str, ...] = ()
     backend: str = "auto"
+    reduced_decoding: bool = False
     auth: AuthSettings = AuthSettings()
     # What to tell an operator whose store is missing, for where this runs (see store_hint)
     on_lambda: bool = False
@@ -215,6 +224,7 @@ class Settings:
             min_side=_positive_int(env, MIN_SIDE, DEFAULT_MIN_SIDE),
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
+            reduced_decoding=_switch(env, REDUCED_DECODING),
             auth=AuthSettings.from_env(env),
             on_lambda=on_lambda,
             local_store=bool(local),

@@ -8,13 +8,13 @@ No patient field is logged or returned: only the image-describing attributes are
 import io
 import math
 import warnings
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from chalicelib.errors import InvalidImage, UnclassifiableImage, UnsupportedImageType
 from chalicelib.imaging.formats import DICOM
-from chalicelib.imaging.image import DecodedImage, Limits, check_pixel_count
+from chalicelib.imaging.image import EXACT, DecodedImage, Limits, Resolution, check_pixel_count
 
 # What pydicom decodes with numpy and Pillow alone. Deflated datasets are refused on purpose:
 # a few KB of deflate can inflate to gigabytes before any size check could run.
@@ -28,6 +28,9 @@ SUPPORTED_TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2.5": "RLE Lossless",
 }
 _GRAY = ("MONOCHROME1", "MONOCHROME2")
+NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG2000_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
 PIXEL_DATA = 0x7FE00010
 # Top-level elements read before giving up: a radiograph has a few hundred, while a 4.4 MB
 # upload of empty elements holds over 500,000, seconds of pydicom parsing.
@@ -37,7 +40,7 @@ MAX_ELEMENTS = 10_000
 _COLOUR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT")
 
 
-def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
+def decode_dicom(body: bytes, limits: Limits, resolution: Resolution = EXACT) -> DecodedImage:
     import pydicom.filereader
 
     with warnings.catch_warnings():
@@ -61,25 +64,26 @@ def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
     if photometric not in _GRAY + _COLOUR:
         raise UnsupportedImageType(f"DICOM PhotometricInterpretation {photometric or '(missing)'}"
                                    f" is not supported; send MONOCHROME1, MONOCHROME2 or RGB.")
-    samples = int(ds.get("SamplesPerPixel", 1))
-    if samples != (1 if photometric in _GRAY else 3):
-        raise UnclassifiableImage(f"DICOM SamplesPerPixel {samples} does not fit "
+    samples_per_pixel = int(ds.get("SamplesPerPixel", 1))
+    if samples_per_pixel != (1 if photometric in _GRAY else 3):
+        raise UnclassifiableImage(f"DICOM SamplesPerPixel {samples_per_pixel} does not fit "
                                   f"PhotometricInterpretation {photometric} (1 for MONOCHROME1 "
                                   f"and MONOCHROME2, 3 for RGB and YBR): correct the header.")
     check_pixel_count(int(ds.Columns), int(ds.Rows), limits)
+    if syntax in JPEG2000_SYNTAXES:  # whichever decodes it, pydicom or codestreams.py
+        from chalicelib.imaging.codestreams import use_every_cpu_for_jpeg2000
+        use_every_cpu_for_jpeg2000()
 
-    stored = _stored_values(ds)
     # Overflow and NaN are not warned about but refused, by _finite.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if photometric in _COLOUR:
             # pydicom already converted YBR to RGB; 8-bit colour has no VOI to apply.
+            stored = _keep_bits(_pydicom_pixels(ds), ds)
             pixels = stored.mean(axis=2, dtype=np.float32) / float(2 ** int(ds.BitsStored) - 1)
-            windowed = False
+            pixels, windowed, level = _finite(pixels), False, 0
         else:
-            values, low, high = _modality(stored, ds)
-            pixels, windowed = _voi(values, low, high, ds)
-            if photometric == "MONOCHROME1":
-                pixels = 1.0 - pixels
+            samples, to_stored, level = _gray_samples(ds, syntax, resolution)
+            pixels, windowed = _display(samples, to_stored, ds, photometric)
     details = {
         "photometric": photometric,
         "bits_stored": int(ds.BitsStored),
@@ -87,7 +91,8 @@ def decode_dicom(body: bytes, limits: Limits) -> DecodedImage:
         "windowed": windowed,
         **acquisition(ds),
     }
-    return DecodedImage(_finite(pixels), DICOM, details, header=_without_pixels(ds))
+    return DecodedImage(pixels, DICOM, details, header=_without_pixels(ds), level=level,
+                        full_size=(int(ds.Columns), int(ds.Rows)) if level else None)
 
 
 # What the header says of how the image was taken (the model's intended use is checked against
@@ -149,17 +154,146 @@ def _finite(pixels: np.ndarray) -> np.ndarray:
     return pixels
 
 
-def _stored_values(ds) -> np.ndarray:
-    """Pixel values with only BitsStored bits kept: bits above it may carry overlays or junk."""
+def _pydicom_pixels(ds) -> np.ndarray:
     arr = ds.pixel_array
-    bits_allocated, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
     if arr.ndim != (3 if int(ds.get("SamplesPerPixel", 1)) > 1 else 2):
         raise UnclassifiableImage("The DICOM pixel data is not a single 2-D image.")
+    return arr
+
+
+def _keep_bits(arr: np.ndarray, ds) -> np.ndarray:
+    """Pixel values with only BitsStored bits kept: bits above it may carry overlays or junk."""
+    bits_allocated, bits_stored = int(ds.BitsAllocated), int(ds.BitsStored)
     if bits_stored < bits_allocated and arr.dtype.kind in "ui":
         shift = arr.dtype.itemsize * 8 - bits_stored
         arr = np.left_shift(arr, shift)
         arr = np.right_shift(arr, shift)  # arithmetic for signed: sign-extends BitsStored
     return arr
+
+
+# Pixels per np.take: the indices it converts to intp stay a few hundred KB, not 8 bytes/pixel
+LOOKUP_PIXELS = 1 << 16
+
+
+def _display(samples: np.ndarray, to_stored: Callable[[np.ndarray], np.ndarray], ds,
+             photometric: str) -> Tuple[np.ndarray, bool]:
+    """The display pipeline on gray samples: (pixels in [0, 1], float32, finite; windowed).
+    to_stored maps samples to the values pydicom's pixel_array holds. Samples of 8 or 16 bits
+    take every step once, on each of their 256 or 65,536 possible values, and the image is one
+    lookup in that table: the same float32 operations on the same values give the same pixels
+    as the steps on the whole image, in one pass instead of one per step."""
+    if samples.dtype.kind not in "ui" or samples.dtype.itemsize > 2:
+        pixels, windowed = _gray_pipeline(to_stored(samples), ds, photometric)
+        return _finite(pixels), windowed
+    index = samples.view(f"u{samples.dtype.itemsize}")
+    codes = np.arange(1 << (8 * samples.dtype.itemsize), dtype=index.dtype).view(samples.dtype)
+    table, windowed = _gray_pipeline(to_stored(codes), ds, photometric)
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    pixels = np.empty(index.shape, dtype=np.float32)
+    rows = max(1, LOOKUP_PIXELS // max(1, index.shape[1]))
+    for start in range(0, index.shape[0], rows):
+        np.take(table, index[start:start + rows], out=pixels[start:start + rows], mode="clip")
+    if not np.isfinite(table).all():  # only then can a pixel be: check the pixels themselves
+        _finite(pixels)
+    return pixels, windowed
+
+
+def _gray_pipeline(values: np.ndarray, ds, photometric: str) -> Tuple[np.ndarray, bool]:
+    values, low, high = _modality(_keep_bits(values, ds), ds)
+    pixels, windowed = _voi(values, low, high, ds)
+    if photometric == "MONOCHROME1":
+        pixels = 1.0 - pixels
+    return pixels, windowed
+
+
+def _same(values: np.ndarray) -> np.ndarray:
+    return values
+
+
+def _gray_samples(ds, syntax: str,
+                  resolution: Resolution) -> Tuple[np.ndarray, Callable[[np.ndarray], np.ndarray],
+                                                   int]:
+    """(samples, height x width; the map from samples to what pydicom's pixel_array holds; the
+    resolution level decoded). JPEG 2000, JPEG Baseline and little-endian native pixels of the
+    usual kinds are read here without pydicom's copies (and, for the first two, at the level
+    resolution allows); anything else is pydicom's pixel_array, exactly."""
+    allocated = int(ds.BitsAllocated)
+    unsigned = int(ds.get("PixelRepresentation", 0)) == 0
+    size = (int(ds.Columns), int(ds.Rows))
+    if syntax in NATIVE_LITTLE_ENDIAN and allocated in (8, 16):
+        samples = _native(ds, allocated, unsigned)
+        if samples is not None:
+            return samples, _same, 0
+    elif syntax in JPEG2000_SYNTAXES and unsigned and allocated in (8, 16):
+        decoded = _jpeg2000(ds, size, allocated, resolution)
+        if decoded is not None:
+            return decoded
+    elif syntax == JPEG_BASELINE and unsigned and allocated == 8:
+        decoded = _jpeg(ds, size, resolution)
+        if decoded is not None:
+            return decoded
+    return _pydicom_pixels(ds), _same, 0
+
+
+def _native(ds, allocated: int, unsigned: bool) -> Optional[np.ndarray]:
+    """A view of the file's own Pixel Data (no copy), or None when pydicom should read it."""
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    data = ds.PixelData
+    count = rows * columns
+    if len(data) < count * allocated // 8:
+        return None  # pydicom says what is wrong with it
+    dtype = np.dtype(f"<{'u' if unsigned else 'i'}{allocated // 8}")
+    return np.frombuffer(data, dtype=dtype, count=count).reshape(rows, columns)
+
+
+def _single_frame(ds) -> bytes:
+    from pydicom.encaps import generate_frames
+    return next(generate_frames(ds.PixelData, number_of_frames=1))
+
+
+def _jpeg2000(ds, size: Tuple[int, int], allocated: int, resolution: Resolution):
+    """Pillow's samples of the JPEG 2000 frame, shifted back to the codestream's precision as
+    pydicom does, or None (a signed codestream, JP2 boxes, ...: pydicom reads it)."""
+    from pydicom.pixels.utils import get_j2k_parameters
+
+    from chalicelib.imaging.codestreams import decode_jpeg2000
+
+    frame = _single_frame(ds)
+    parameters = get_j2k_parameters(frame)
+    precision = parameters.get("precision")
+    if (parameters.get("jp2") or parameters.get("is_signed", True) or precision is None
+            or not 0 < precision <= 16 or (allocated == 8 and precision > 8)):
+        return None
+    image, level = decode_jpeg2000(frame, size, resolution)
+    samples = np.asarray(image)
+    container = 8 if precision <= 8 else 16
+    if samples.dtype != np.dtype(f"<u{container // 8}") or samples.ndim != 2:
+        return None
+    stored_dtype = np.dtype(f"u{allocated // 8}")
+
+    def to_stored(values: np.ndarray) -> np.ndarray:
+        return np.right_shift(values, container - precision).astype(stored_dtype)
+    return samples, to_stored, level
+
+
+def _jpeg(ds, size: Tuple[int, int], resolution: Resolution):
+    """Pillow's 8-bit gray samples of the JPEG Baseline frame (DCT-scaled where resolution
+    allows), or None when it is not one (pydicom reads it)."""
+    from PIL import Image
+
+    from chalicelib.imaging.codestreams import draft_jpeg
+
+    frame = _single_frame(ds)
+    if not frame.startswith(b"\xff\xd8\xff"):
+        return None
+    image = Image.open(io.BytesIO(frame), formats=["JPEG"])
+    if image.mode != "L":
+        return None
+    if image.size != size:
+        raise InvalidImage(f"The JPEG image is {image.size[0]}x{image.size[1]} pixels but the "
+                           f"DICOM header says {size[0]}x{size[1]}: correct Rows and Columns.")
+    level = draft_jpeg(image, resolution)
+    return np.asarray(image), _same, level
 
 
 def _modality(stored: np.ndarray, ds) -> Tuple[np.ndarray, float, float]:

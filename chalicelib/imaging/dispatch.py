@@ -21,13 +21,16 @@ from chalicelib.imaging.formats import (
     media_type,
     sniff,
 )
-from chalicelib.imaging.image import DecodedImage, Limits
+from chalicelib.imaging.image import EXACT, DecodedImage, Limits, Resolution
 from chalicelib.imaging.pillow import decode_pillow
 
 log = logging.getLogger(__name__)
 
 
-def decode(body: bytes, content_type: str, limits: Limits) -> DecodedImage:
+def decode(body: bytes, content_type: str, limits: Limits,
+           resolution: Resolution = EXACT) -> DecodedImage:
+    """resolution: how finely JPEG 2000 and JPEG may be decoded (image.Resolution); the default
+    decodes every pixel."""
     advice = MISTAKEN_CONTENT_TYPES.get(media_type(content_type))
     if advice:
         raise UnsupportedImageType(advice)
@@ -45,9 +48,9 @@ def decode(body: bytes, content_type: str, limits: Limits) -> DecodedImage:
             f"Content-Type: {CONTENT_TYPE_OF_FORMAT[found]} or application/octet-stream.")
     if found == DICOM:
         from chalicelib.imaging.dicom import decode_dicom
-        image = _guarded("DICOM", decode_dicom, body, limits)
+        image = _guarded("DICOM", decode_dicom, body, limits, resolution)
     else:
-        image = _guarded(found.upper(), decode_pillow, body, found, limits)
+        image = _guarded(found.upper(), decode_pillow, body, found, limits, resolution)
     _check_min_side(image, limits)
     return image
 
@@ -67,7 +70,8 @@ def _guarded(what: str, decoder: Callable[..., DecodedImage], *args: Any) -> Dec
 
 
 def _check_min_side(image: DecodedImage, limits: Limits) -> None:
-    height, width = image.pixels.shape
+    described = image.describe()  # the file's own size, even where a coarser level was decoded
+    width, height = described["width"], described["height"]
     if min(height, width) < limits.min_side:
         raise UnclassifiableImage(
             f"The image is {width}x{height} pixels; both sides must be at least "

@@ -1,6 +1,7 @@
 """PNG and JPEG through Pillow, restricted to those two decoders (untrusted bytes), with the
 pixel count checked from the header before any pixel is decoded. Plain grayscale PNGs are
-inflated by libdeflate instead (png.py); what that path does not take, Pillow decodes."""
+inflated by libdeflate instead (png.py); what that path does not take, Pillow decodes. A JPEG is
+DCT-scaled where the Resolution allows it (codestreams.py)."""
 import io
 import warnings
 from typing import Any, Tuple
@@ -8,12 +9,17 @@ from typing import Any, Tuple
 import numpy as np
 
 from chalicelib.errors import PayloadTooLarge
-from chalicelib.imaging.formats import PNG
-from chalicelib.imaging.image import DecodedImage, Limits, check_pixel_count
+from chalicelib.imaging.codestreams import draft_jpeg
+from chalicelib.imaging.formats import JPEG, PNG
+from chalicelib.imaging.image import EXACT, DecodedImage, Limits, Resolution, check_pixel_count
 from chalicelib.imaging.png import gray_png_samples
 
+ORIENTATION = 0x0112  # EXIF
+TURNED = (5, 6, 7, 8)  # the orientations that swap width and height
 
-def decode_pillow(body: bytes, fmt: str, limits: Limits) -> DecodedImage:
+
+def decode_pillow(body: bytes, fmt: str, limits: Limits,
+                  resolution: Resolution = EXACT) -> DecodedImage:
     from PIL import Image, ImageOps
 
     with warnings.catch_warnings():
@@ -25,14 +31,20 @@ def decode_pillow(body: bytes, fmt: str, limits: Limits) -> DecodedImage:
             raise PayloadTooLarge(f"The image declares more than {limits.max_pixels:,} pixels "
                                   f"(a decompression bomb?).") from None
     check_pixel_count(img.width, img.height, limits)
-    mode = img.mode
+    mode, full_size = img.mode, img.size
     fast = gray_png_samples(body, img) if fmt == PNG else None
+    level = 0
     if fast is not None:
         pixels, bits = unit(*fast)
     else:
+        if fmt == JPEG:
+            level = draft_jpeg(img, resolution)
+        if level and img.getexif().get(ORIENTATION) in TURNED:
+            full_size = full_size[::-1]
         ImageOps.exif_transpose(img, in_place=True)  # decodes; turns it only if EXIF says so
         pixels, bits = gray_unit(img)
-    return DecodedImage(pixels, fmt, {"mode": mode, "bits": bits})
+    return DecodedImage(pixels, fmt, {"mode": mode, "bits": bits}, level=level,
+                        full_size=full_size if level else None)
 
 
 def gray_unit(img: Any) -> Tuple[np.ndarray, int]:

@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "chest-xray-model/1"
 CURRENT = "current"
+# Optional: {"coarsest_level": <int >= 0>}, what reduced decoding may go down to for this model
+REDUCED_DECODING = "reduced_decoding"
 
 
 class ManifestError(ValueError):
@@ -73,6 +75,13 @@ class Manifest:
     @property
     def onnx(self) -> Optional[Dict[str, Any]]:
         return self.raw.get("onnx")
+
+    @property
+    def coarsest_level(self) -> int:
+        """The coarsest resolution level (1/2^level of each side) the model accepts its input
+        decoded at, where the stage opts in to reduced decoding (XRAY_REDUCED_DECODING); 0 (the
+        default, the key absent) = every pixel, always."""
+        return int(self.raw.get(REDUCED_DECODING, {}).get("coarsest_level", 0))
 
     @property
     def accepts(self) -> Dict[str, List[str]]:
@@ -142,6 +151,13 @@ def validate_manifest(raw: Any, path: Path) -> None:
         from chalicelib.inference.intended_use import validate_accepts
         problem = validate_accepts(raw["accepts"])
         need(not problem, problem)
+    if REDUCED_DECODING in raw:
+        reduced = raw[REDUCED_DECODING]
+        level = reduced.get("coarsest_level") if isinstance(reduced, dict) else None
+        need(isinstance(reduced, dict) and set(reduced) == {"coarsest_level"}
+             and isinstance(level, int) and not isinstance(level, bool) and level >= 0,
+             f'"{REDUCED_DECODING}" must be {{"coarsest_level": <a whole number, 0 or more>}} '
+             f'(0 = always decode every pixel)')
     prep = raw["preprocessing"]
     need(isinstance(prep, dict) and isinstance(prep.get("recipe"), str),
          '"preprocessing" needs a "recipe" name')

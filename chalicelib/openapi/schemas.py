@@ -143,8 +143,19 @@ def classification_schemas() -> Dict[str, Schema]:
             "type": "object",
             "properties": {
                 "format": {"enum": formats},
-                "width": {"type": "integer", "minimum": 1},
-                "height": {"type": "integer", "minimum": 1},
+                "width": {"type": "integer", "minimum": 1,
+                          "description": "The file's own width, whatever was decoded"},
+                "height": {"type": "integer", "minimum": 1,
+                           "description": "The file's own height, whatever was decoded"},
+                "decoded": closed({
+                    "level": {"type": "integer", "minimum": 1,
+                              "description": "Each side divided by 2^level (rounded up)"},
+                    "width": {"type": "integer", "minimum": 1},
+                    "height": {"type": "integer", "minimum": 1},
+                }, ["level", "width", "height"], description=(
+                    "Only where the stage decodes no finer than the model needs "
+                    "(XRAY_REDUCED_DECODING) and a coarser JPEG 2000 resolution level or JPEG "
+                    "DCT scale was decoded: what the model's input was made from.")),
                 "mode": text("PNG/JPEG: Pillow's mode of the file"),
                 "bits": {"enum": [8, 16]},
                 "photometric": text("DICOM PhotometricInterpretation"),
