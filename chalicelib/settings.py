@@ -224,7 +224,8 @@ class Settings:
             min_side=_positive_int(env, MIN_SIDE, DEFAULT_MIN_SIDE),
             cors_origins=parse_origins(env.get(CORS_ORIGINS, "")),
             backend=_choice(env, BACKEND, BACKEND_CHOICES),
-            reduced_decoding=_switch(env, REDUCED_DECODING),
+            reduced_decoding=_switch(env, REDUCED_DECODING, " (the level is the model's: its "
+                                     "manifest's reduced_decoding.coarsest_level)"),
             auth=AuthSettings.from_env(env),
             on_lambda=on_lambda,
             local_store=bool(local),
@@ -265,14 +266,14 @@ def _stage(env: Mapping[str, str]) -> str:
     return value
 
 
-def _switch(env: Mapping[str, str], name: str) -> bool:
+def _switch(env: Mapping[str, str], name: str, hint: str = "") -> bool:
     """An on/off variable: true, 1 or yes; false, 0, no or unset."""
     value = env.get(name, "").strip().lower()
     if value in ("true", "1", "yes"):
         return True
     if value in ("", "false", "0", "no"):
         return False
-    raise ValueError(f"{name} must be true or false; got {env[name]!r}")
+    raise ValueError(f"{name} must be true or false; got {env[name]!r}{hint}")
 
 
 def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:

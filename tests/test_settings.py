@@ -3,6 +3,7 @@ import pytest
 
 from chalicelib.settings import (
     KEEP_DICOM_HEADERS,
+    REDUCED_DECODING,
     LOCAL_EFS_ROOT,
     PROJECT_ROOT,
     AuthSettings,
@@ -86,3 +87,19 @@ def test_given_the_dicom_header_switch_then_a_job_keeps_headers_only_when_opted_
 def test_given_a_dicom_header_switch_that_is_no_yes_or_no_then_it_fails_at_start():
     with pytest.raises(ValueError, match="XRAY_KEEP_DICOM_HEADERS must be true or false"):
         JobSettings.from_env({KEEP_DICOM_HEADERS: "sometimes"})
+
+
+def test_given_nothing_then_every_pixel_is_decoded():
+    assert Settings.from_env({}).reduced_decoding is False
+
+
+@pytest.mark.parametrize("value, expected", [("true", True), ("1", True), ("false", False),
+                                             ("", False)])
+def test_given_the_reduced_decoding_switch_then_the_stage_opts_in_or_not(value, expected):
+    assert Settings.from_env({REDUCED_DECODING: value}).reduced_decoding is expected
+
+
+def test_given_a_level_instead_of_a_switch_then_start_up_says_where_the_level_goes():
+    with pytest.raises(ValueError, match="must be true or false; got '2' .the level is the "
+                                         "model's: its manifest's reduced_decoding"):
+        Settings.from_env({REDUCED_DECODING: "2"})
