@@ -3,9 +3,9 @@ import pytest
 
 from chalicelib.settings import (
     KEEP_DICOM_HEADERS,
-    REDUCED_DECODING,
     LOCAL_EFS_ROOT,
     PROJECT_ROOT,
+    REDUCED_DECODING,
     AuthSettings,
     JobSettings,
     Settings,
