@@ -13,6 +13,9 @@ their tables and writes build/benchmarks/<name>.json.
                  classification, beside POST /xray for the same radiograph
     faults       the model-store fault table: each broken store's answer, /health, time to
                  answer and recovery without a restart (correctness, not speed)
+    fidelity     reduced decoding (JPEG 2000 levels, JPEG DCT scales) against every pixel, per
+                 file and level: model-input and probability differences, decode times
+    decode-memory  peak memory of decoding a 30 MB uncompressed DICOM and the JPEG 2000 chests
 
 A benchmark whose report lists "problems" (a failed request, a second model load) makes the
 command exit non-zero once every named benchmark has run.
@@ -25,13 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, faults, jobs, load, warm
+from benchmarks import candidates, cold_start_cli, decode_memory, faults, fidelity, jobs, load, warm
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
 BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
-              "load": load, "jobs": jobs, "faults": faults}
+              "load": load, "jobs": jobs, "faults": faults, "fidelity": fidelity,
+              "decode-memory": decode_memory}
 
 
 def main(argv=None) -> None:

@@ -126,3 +126,20 @@ def rg1_j2k_lossless(fixtures: Path) -> bytes:
     """The shared RG1 chest (JPEG 2000 lossy), its decoded pixels stored JPEG 2000 lossless:
     about 3.7 MB, under the synchronous route's limit."""
     return j2k_lossless_dicom_of(fixtures / RG1_J2K_NAME)
+
+
+def tiled_rg1_dicom(fixtures: Path, side: int = 3900) -> bytes:
+    """The shared RG1 chest's pixels tiled to side x side, stored uncompressed 16-bit with the
+    RG1's header (window, MONOCHROME1): about 30 MB at 3,900, a large detector's image."""
+    import numpy as np
+    import pydicom
+    dataset = pydicom.dcmread(fixtures / RG1_J2K_NAME)
+    dataset.decompress()
+    pixels = dataset.pixel_array
+    reps = (-(-side // pixels.shape[0]), -(-side // pixels.shape[1]))
+    tiled = np.ascontiguousarray(np.tile(pixels, reps)[:side, :side])
+    dataset.Rows, dataset.Columns = tiled.shape
+    dataset.PixelData = tiled.astype("<u2").tobytes()
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
