@@ -62,7 +62,7 @@ class XrayService:
         explain = heatmap is not None
         label = None if heatmap is None or heatmap.strip().lower() in TOP else heatmap
         label_index = classifier.label_index(label)  # an unknown label fails before the work
-        batch = classifier.preprocess(image.pixels)
+        batch = classifier.preprocess(image.pixels, image.grid)
         preprocessed = time.perf_counter()
         explained = classifier.explain(batch, label_index) if explain else None
         probabilities = (explained.probabilities if explained is not None
@@ -97,7 +97,7 @@ class XrayService:
             except ManifestError:  # the model's load reports it, as for every request
                 return EXACT
         return Resolution(coarsest_level=manifest.coarsest_level,
-                          input_side=manifest.input_size)
+                          min_side=manifest.reduced_min_side)
 
 
 def check_size(body: bytes, max_bytes: int) -> None:

@@ -14,7 +14,14 @@ import numpy as np
 
 from chalicelib.errors import InvalidImage, UnclassifiableImage, UnsupportedImageType
 from chalicelib.imaging.formats import DICOM
-from chalicelib.imaging.image import EXACT, DecodedImage, Limits, Resolution, check_pixel_count
+from chalicelib.imaging.image import (
+    EXACT,
+    DecodedImage,
+    Grid,
+    Limits,
+    Resolution,
+    check_pixel_count,
+)
 
 # What pydicom decodes with numpy and Pillow alone. Deflated datasets are refused on purpose:
 # a few KB of deflate can inflate to gigabytes before any size check could run.
@@ -91,8 +98,8 @@ def decode_dicom(body: bytes, limits: Limits, resolution: Resolution = EXACT) ->
         "windowed": windowed,
         **acquisition(ds),
     }
-    return DecodedImage(pixels, DICOM, details, header=_without_pixels(ds), level=level,
-                        full_size=(int(ds.Columns), int(ds.Rows)) if level else None)
+    return DecodedImage(pixels, DICOM, details, header=_without_pixels(ds),
+                        grid=_grid(syntax, level, (int(ds.Columns), int(ds.Rows))))
 
 
 # What the header says of how the image was taken (the model's intended use is checked against
@@ -152,6 +159,13 @@ def _finite(pixels: np.ndarray) -> np.ndarray:
                            "values not finite numbers: correct them (or leave them out) and "
                            "send the file again.")
     return pixels
+
+
+def _grid(syntax: str, level: int, full_size: Tuple[int, int]) -> Optional[Grid]:
+    if not level:
+        return None
+    from chalicelib.imaging.codestreams import dct_grid, jpeg2000_grid
+    return (jpeg2000_grid if syntax in JPEG2000_SYNTAXES else dct_grid)(level, full_size)
 
 
 def _pydicom_pixels(ds) -> np.ndarray:

@@ -22,10 +22,10 @@ class Resolution:
     """How finely to decode. Exact (the default) decodes every pixel the file holds. A reduced
     resolution lets a format that stores coarser levels (JPEG 2000's resolution levels, JPEG's
     DCT scaling: level r is 1/2^r of each side) decode one of them instead, never coarser than
-    coarsest_level (what the model's manifest accepts) nor one whose short side falls below
-    input_side (the model's input side). Not exact: the README says what it costs."""
+    coarsest_level nor one whose short side falls below min_side (both the model manifest's).
+    Not exact: the README says what it costs."""
     coarsest_level: int = 0
-    input_side: int = 0
+    min_side: int = 0
 
     @property
     def exact(self) -> bool:
@@ -36,13 +36,25 @@ class Resolution:
         (sizes[0] is the full image): the coarsest allowed one that keeps the short side."""
         chosen = 0
         for level in range(1, min(self.coarsest_level, len(sizes) - 1) + 1):
-            if min(sizes[level]) < self.input_side:
+            if min(sizes[level]) < self.min_side:
                 break
             chosen = level
         return chosen
 
 
 EXACT = Resolution()
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the samples of a coarser level sit on the full image: sample k of level `level`
+    (each axis) is centred on full-image pixel origin + k * 2^level, and the codec has already
+    low-passed it about as much as a Gaussian of sigma `blur` full-image pixels would. What
+    lets the preprocessing resample a level as if it resampled the full image."""
+    level: int
+    full_size: Tuple[int, int]  # the file's own (width, height)
+    origin: float
+    blur: float
 
 
 def reduced_size(width: int, height: int, level: int) -> Tuple[int, int]:
@@ -60,18 +72,21 @@ class DecodedImage:
     # A DICOM's header without its pixels, for the reports that join its study (chalicelib/
     # reports/). It holds patient fields: never described, logged, or shown in a repr.
     header: Optional["Dataset"] = field(default=None, repr=False, compare=False)
-    # When a coarser level was decoded (Resolution): the level, and the file's own (width,
-    # height), as upright as the pixels. None = the pixels are the whole image.
-    level: int = 0
-    full_size: Optional[Tuple[int, int]] = None
+    # When a coarser level was decoded (Resolution): how it sits on the full image. None = the
+    # pixels are the whole image.
+    grid: Optional[Grid] = None
+
+    @property
+    def level(self) -> int:
+        return self.grid.level if self.grid is not None else 0
 
     def describe(self) -> Dict[str, Any]:
         height, width = self.pixels.shape
         described: Dict[str, Any] = {"format": self.format, "width": width, "height": height,
                                      **self.details}
-        if self.full_size is not None and self.level:
-            described["width"], described["height"] = self.full_size
-            described["decoded"] = {"level": self.level, "width": width, "height": height}
+        if self.grid is not None:
+            described["width"], described["height"] = self.grid.full_size
+            described["decoded"] = {"level": self.grid.level, "width": width, "height": height}
         return described
 
 

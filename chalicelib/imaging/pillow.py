@@ -9,13 +9,10 @@ from typing import Any, Tuple
 import numpy as np
 
 from chalicelib.errors import PayloadTooLarge
-from chalicelib.imaging.codestreams import draft_jpeg
+from chalicelib.imaging.codestreams import dct_grid, draft_jpeg
 from chalicelib.imaging.formats import JPEG, PNG
 from chalicelib.imaging.image import EXACT, DecodedImage, Limits, Resolution, check_pixel_count
 from chalicelib.imaging.png import gray_png_samples
-
-ORIENTATION = 0x0112  # EXIF
-TURNED = (5, 6, 7, 8)  # the orientations that swap width and height
 
 
 def decode_pillow(body: bytes, fmt: str, limits: Limits,
@@ -39,12 +36,10 @@ def decode_pillow(body: bytes, fmt: str, limits: Limits,
     else:
         if fmt == JPEG:
             level = draft_jpeg(img, resolution)
-        if level and img.getexif().get(ORIENTATION) in TURNED:
-            full_size = full_size[::-1]
         ImageOps.exif_transpose(img, in_place=True)  # decodes; turns it only if EXIF says so
         pixels, bits = gray_unit(img)
-    return DecodedImage(pixels, fmt, {"mode": mode, "bits": bits}, level=level,
-                        full_size=full_size if level else None)
+    return DecodedImage(pixels, fmt, {"mode": mode, "bits": bits},
+                        grid=dct_grid(level, full_size) if level else None)
 
 
 def gray_unit(img: Any) -> Tuple[np.ndarray, int]:

@@ -22,6 +22,8 @@ from chalicelib.inference.torch_import import TorchUnavailable, import_torch
 if TYPE_CHECKING:
     import numpy as np
 
+    from chalicelib.imaging.image import Grid
+
 UNTRAINED_WARNING = ("These weights are an untrained demo (random, seeded): the findings are "
                      "meaningless and are not a diagnosis.")
 
@@ -57,8 +59,9 @@ class Classifier:
             identity["warning"] = UNTRAINED_WARNING
         return identity
 
-    def preprocess(self, pixels: "np.ndarray") -> "np.ndarray":
-        return self._recipe.forward(pixels, self._size)
+    def preprocess(self, pixels: "np.ndarray", grid: Optional["Grid"] = None) -> "np.ndarray":
+        """grid: where a coarser decoded level sits on the full image (None: the full image)."""
+        return self._recipe.forward(pixels, self._size, grid)
 
     def logits(self, batch: "np.ndarray") -> "np.ndarray":
         """The serving backend's raw outputs: (batch, outputs)."""

@@ -19,8 +19,10 @@ from typing import Any, Dict, List, Optional
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "chest-xray-model/1"
 CURRENT = "current"
-# Optional: {"coarsest_level": <int >= 0>}, what reduced decoding may go down to for this model
+# Optional: {"coarsest_level": <int >= 0>, "min_side": <int >= the input size, optional>}, how
+# far reduced decoding may go for this model (Manifest.coarsest_level, .reduced_min_side)
 REDUCED_DECODING = "reduced_decoding"
+REDUCED_MIN_SIDE_FACTOR = 2
 
 
 class ManifestError(ValueError):
@@ -82,6 +84,14 @@ class Manifest:
         decoded at, where the stage opts in to reduced decoding (XRAY_REDUCED_DECODING); 0 (the
         default, the key absent) = every pixel, always."""
         return int(self.raw.get(REDUCED_DECODING, {}).get("coarsest_level", 0))
+
+    @property
+    def reduced_min_side(self) -> int:
+        """The short side below which no coarser level is decoded: the manifest's
+        reduced_decoding.min_side, by default twice the input side (below that, a level loses
+        detail the full image's resize keeps: the README's fidelity table)."""
+        return int(self.raw.get(REDUCED_DECODING, {}).get(
+            "min_side", REDUCED_MIN_SIDE_FACTOR * self.input_size))
 
     @property
     def accepts(self) -> Dict[str, List[str]]:
@@ -153,14 +163,21 @@ def validate_manifest(raw: Any, path: Path) -> None:
         need(not problem, problem)
     if REDUCED_DECODING in raw:
         reduced = raw[REDUCED_DECODING]
-        level = reduced.get("coarsest_level") if isinstance(reduced, dict) else None
-        need(isinstance(reduced, dict) and set(reduced) == {"coarsest_level"}
-             and isinstance(level, int) and not isinstance(level, bool) and level >= 0,
+        fields = reduced if isinstance(reduced, dict) else {}
+        side = fields.get("min_side", model_input.get("size"))
+        need(isinstance(reduced, dict) and "coarsest_level" in fields
+             and set(fields) <= {"coarsest_level", "min_side"}
+             and _whole(fields["coarsest_level"], 0) and _whole(side, model_input.get("size")),
              f'"{REDUCED_DECODING}" must be {{"coarsest_level": <a whole number, 0 or more>}} '
-             f'(0 = always decode every pixel)')
+             f'(0 = always decode every pixel), with an optional "min_side": <a whole number, '
+             f'at least the input size>')
     prep = raw["preprocessing"]
     need(isinstance(prep, dict) and isinstance(prep.get("recipe"), str),
          '"preprocessing" needs a "recipe" name')
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
 def _is_sha256(value: Any) -> bool:

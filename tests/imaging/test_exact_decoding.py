@@ -153,10 +153,13 @@ def test_openjpeg_reads_opj_num_threads_at_each_decode_in_this_process(monkeypat
     """What the thread setting relies on: not read once at import, but per decoder."""
     def decode_with(threads: int) -> int:
         monkeypatch.setenv(OPJ_NUM_THREADS, str(threads))
-        return most_threads_while(lambda: decode(j2k_lossless, "application/dicom", LIMITS))
+        def work() -> None:
+            for _ in range(3):  # three windows for the watcher, on a busy machine
+                decode(j2k_lossless, "application/dicom", LIMITS)
+        return most_threads_while(work)
     one, four, one_again = decode_with(1), decode_with(4), decode_with(1)
     print(f"threads seen: {one} with 1, {four} with 4, {one_again} with 1 again")
-    assert four >= one + 3 and one_again == one
+    assert four >= one + 3 and one_again <= four - 3
 
 
 def test_the_thread_default_is_set_only_where_unset(monkeypatch):

@@ -53,13 +53,13 @@ def test_given_the_exact_default_then_no_level_is_ever_chosen():
     (9, 1, 5),     # the file's coarsest level (5 decompositions)
     (0, 1, 0),     # a manifest without reduced_decoding: never
 ])
-def test_the_level_is_the_coarsest_the_manifest_the_file_and_the_input_side_allow(
+def test_the_level_is_the_coarsest_the_manifest_the_file_and_the_min_side_allow(
         coarsest, side, expected):
-    assert Resolution(coarsest_level=coarsest, input_side=side).level(RG1_SIZES) == expected
+    assert Resolution(coarsest_level=coarsest, min_side=side).level(RG1_SIZES) == expected
 
 
 def test_a_file_without_levels_is_decoded_whole():
-    assert Resolution(coarsest_level=3, input_side=1).level([(512, 512)]) == 0
+    assert Resolution(coarsest_level=3, min_side=1).level([(512, 512)]) == 0
 
 
 def test_reduced_sizes_round_up_as_openjpeg_and_libjpeg_do():
@@ -94,7 +94,7 @@ def test_pillows_own_reduce_still_fails_on_odd_sizes_so_the_fix_is_needed():
 @pytest.mark.parametrize("level, size", [(1, (255, 255)), (2, (128, 128)), (3, (64, 64))])
 def test_given_an_odd_size_when_reduced_then_the_level_decodes_at_openjpegs_size(level, size):
     image, decoded = decode_jpeg2000(odd_j2k(), (509, 509),
-                                     Resolution(coarsest_level=level, input_side=1))
+                                     Resolution(coarsest_level=level, min_side=1))
     assert decoded == level and image.size == size
     whole = np.asarray(Image.open(io.BytesIO(odd_j2k())), dtype=np.float32)
     coarse = np.asarray(image, dtype=np.float32)
@@ -107,7 +107,7 @@ def test_given_an_odd_size_when_reduced_then_the_level_decodes_at_openjpegs_size
 
 def test_given_reduced_decoding_when_the_rg1_lossless_is_decoded_then_the_answer_says_both_sizes(
         j2k_lossless):
-    image = decode(j2k_lossless, DICOM, LIMITS, Resolution(coarsest_level=2, input_side=224))
+    image = decode(j2k_lossless, DICOM, LIMITS, Resolution(coarsest_level=2, min_side=224))
     assert image.pixels.shape == (489, 461) and image.pixels.dtype == np.float32
     described = image.describe()
     assert (described["width"], described["height"]) == (1841, 1955)
@@ -119,44 +119,42 @@ def test_given_reduced_decoding_when_the_rg1_lossless_is_decoded_then_the_answer
 
 def test_given_a_reduced_level_then_the_pixels_keep_the_display_pipeline(j2k_lossless):
     """Window and MONOCHROME1 inversion apply to the coarser level as to the whole image."""
-    reduced = decode(j2k_lossless, DICOM, LIMITS, Resolution(coarsest_level=1, input_side=224))
+    reduced = decode(j2k_lossless, DICOM, LIMITS, Resolution(coarsest_level=1, min_side=224))
     exact = decode(j2k_lossless, DICOM, LIMITS).pixels
     blocks = exact[:1954, :1840].reshape(977, 2, 920, 2).mean(axis=(1, 3))
     assert np.abs(reduced.pixels[:977, :920] - blocks).mean() < 0.01
 
 
-def test_given_the_shared_lossy_j2k_and_a_generous_manifest_then_the_input_side_stops_it():
+def test_given_the_shared_lossy_j2k_and_a_generous_manifest_then_the_min_side_stops_it():
     image = decode(DCM_J2K.read_bytes(), DICOM, LIMITS, Resolution(coarsest_level=9,
-                                                                   input_side=224))
+                                                                   min_side=224))
     assert image.describe()["decoded"] == {"level": 3, "width": 231, "height": 245}
 
 
 @pytest.mark.parametrize("rate", [None, 20])
 def test_given_a_png_stored_jpeg_2000_then_it_reduces_too(rate):
     body = png_j2k_dicom(PNG_CARDIOMEGALY, rate=rate)
-    image = decode(body, DICOM, LIMITS, Resolution(coarsest_level=2, input_side=224))
+    image = decode(body, DICOM, LIMITS, Resolution(coarsest_level=2, min_side=224))
     assert image.describe()["decoded"] == {"level": 1, "width": 256, "height": 256}
 
 
 def test_given_a_jpeg_upload_then_dct_scaling_gives_the_level():
     image = decode(jpeg_of(PNG_CARDIOMEGALY), "image/jpeg", LIMITS,
-                   Resolution(coarsest_level=3, input_side=224))
+                   Resolution(coarsest_level=3, min_side=224))
     assert image.pixels.shape == (256, 256)
     assert image.describe()["decoded"] == {"level": 1, "width": 256, "height": 256}
     assert (image.describe()["width"], image.describe()["height"]) == (512, 512)
 
 
-def test_given_a_turned_jpeg_then_the_files_own_size_is_reported_upright():
+def test_given_a_jpeg_that_exif_turns_then_it_is_decoded_whole():
+    """Its DCT blocks would not start at the first pixel of the upright image (image.Grid)."""
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 CW to display
     out = io.BytesIO()
     Image.open(PNG_CARDIOMEGALY).convert("L").crop((0, 0, 512, 480)).save(out, "JPEG",
                                                                             exif=exif)
     image = decode(out.getvalue(), "image/jpeg", LIMITS, Resolution(3, 224))
-    assert image.pixels.shape == (256, 240)
-    described = image.describe()
-    assert (described["width"], described["height"]) == (480, 512)
-    assert described["decoded"] == {"level": 1, "width": 240, "height": 256}
+    assert image.pixels.shape == (512, 480) and "decoded" not in image.describe()
 
 
 def test_given_a_jpeg_baseline_dicom_then_dct_scaling_applies_to_it():
@@ -171,3 +169,21 @@ def test_formats_without_levels_are_decoded_whole_whatever_the_resolution(path):
     exact = decode(path.read_bytes(), content_type, LIMITS)
     assert reduced.describe() == exact.describe() and "decoded" not in exact.describe()
     assert np.array_equal(reduced.pixels, exact.pixels)
+
+
+# --- the model input from a level ----------------------------------------------------------
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_a_level_aligned_on_the_full_images_grid_gives_nearly_the_full_images_model_input(
+        j2k_lossless, level):
+    """The RG1 chest at levels 1 and 2 (921 and 461 wide for a 224 input): resampled onto the
+    output grid the full image's resize uses, far closer to it than resized as if it were a
+    full image (the fidelity benchmark has the figures)."""
+    from chalicelib.inference.preprocessing import xrv
+    exact = xrv(decode(j2k_lossless, DICOM, LIMITS).pixels, 224)[0, 0, 4:-4, 4:-4]
+    reduced = decode(j2k_lossless, DICOM, LIMITS, Resolution(level, 224))
+    aligned = np.abs(xrv(reduced.pixels, 224, reduced.grid)[0, 0, 4:-4, 4:-4] - exact)
+    unaligned = np.abs(xrv(reduced.pixels, 224)[0, 0, 4:-4, 4:-4] - exact)
+    assert aligned.max() < unaligned.max() / 4 and aligned.mean() < unaligned.mean() / 4
+    assert aligned.max() < 0.025 * 2048  # 2.5% of the [-1024, 1024] range
+
