@@ -116,9 +116,11 @@ def measure(name: str, body: bytes, content_type: str, classifier: Any, reps: in
         (SIDE, SIDE), Image.Resampling.BILINEAR)) * np.float32(2 * XRV_RANGE) - XRV_RANGE
     scale = np.abs(bilinear[BORDER:SIDE - BORDER, BORDER:SIDE - BORDER]
                    - _inside(reference)) / RANGE * 100
+    bilinear_p = np.asarray(classifier.inference(bilinear[None, None].astype(np.float32)))
     height, width = exact.pixels.shape
     resampler = {"file": name, "size": [width, height], "mean_pct": float(scale.mean()),
-                 "max_pct": float(scale.max())}
+                 "max_pct": float(scale.max()),
+                 "max_probability_diff": float(np.abs(bilinear_p - reference_p).max())}
     return rows, resampler
 
 
@@ -165,9 +167,9 @@ def table(report: Dict[str, Any]) -> str:
             f"{row['unaligned_mean_pct']:9.3f} / {row['unaligned_max_pct']:7.3f}")
     lines += ["", "For scale, on the full image: PIL's bilinear resize against the xrv recipe's "
                   "skimage-style resize (same border)",
-              f"{'file':34s} {'size':>9s} {'mean %':>7s} {'max %':>7s}"]
+              f"{'file':34s} {'size':>9s} {'mean %':>7s} {'max %':>7s} {'max dp':>8s}"]
     for row in report["resamplers"]:
         width, height = row["size"]
         lines.append(f"{row['file']:34s} {f'{width}x{height}':>9s} {row['mean_pct']:7.3f} "
-                     f"{row['max_pct']:7.3f}")
+                     f"{row['max_pct']:7.3f} {row['max_probability_diff']:8.2e}")
     return "\n".join(lines)
