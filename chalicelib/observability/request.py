@@ -30,7 +30,8 @@ NOTES = ("image", "timings_ms", "model_load_ms", "stow")
 # what of a STOW-RS request's note may be logged (chalicelib/dicomweb/stow.notes)
 STOW_FIELDS = ("instances", "classified", "failure_reasons")
 IMAGE_FIELDS = ("format", "width", "height", "mode", "bits", "photometric", "bits_stored",
-                "transfer_syntax", "windowed", "modality", "body_part", "view", "intended_use")
+                "transfer_syntax", "windowed", "modality", "body_part", "view", "intended_use",
+                "decoded")
 
 _cold_start = True
 

@@ -79,3 +79,14 @@ def test_the_document_refuses_a_decoded_member_it_does_not_describe(stores):
     assert answer["image"]["decoded"]["level"] == 2
     answer["image"]["decoded"]["scale"] = 0.25
     assert any("scale" in error for error in schema_errors(answer))
+
+
+def test_the_request_log_line_says_what_was_decoded(stores, capsys):
+    _, reduced = stores
+    capsys.readouterr()
+    classify(reduced, DCM_J2K.read_bytes(), **{REDUCED_DECODING: "true"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    (request,) = [line for line in lines if line.get("event") == "request"]
+    assert request["image"]["decoded"] == {"level": 2, "width": 461, "height": 489}
+    assert request["image"]["width"] == 1841
