@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fidelity")
     group.add_argument("--fidelity-files", nargs="*", default=None, metavar="NAME",
                        help="only the inputs whose name contains one of these (default: all)")
-    group.add_argument("--fidelity-reps", type=int, default=3,
+    group.add_argument("--fidelity-reps", type=int, default=5,
                        help="decodes timed per file and level, the fastest kept (%(default)s)")
 
 
