@@ -67,7 +67,8 @@ def decode_jpeg2000(codestream: bytes, size: Tuple[int, int],
             image.load()
             return image, level
         except OSError as error:  # a tile header with fewer levels than the main one says
-            log.warning("JPEG 2000 level %d failed (%s); decoding every pixel", level, error)
+            log.warning("JPEG 2000 level %d failed with %s; decoding every pixel", level,
+                        type(error).__name__)
             image = Image.open(io.BytesIO(codestream), formats=["JPEG2000"])
     image.load()
     return image, 0

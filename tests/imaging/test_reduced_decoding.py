@@ -187,3 +187,14 @@ def test_a_level_aligned_on_the_full_images_grid_gives_nearly_the_full_images_mo
     assert aligned.max() < unaligned.max() / 4 and aligned.mean() < unaligned.mean() / 4
     assert aligned.max() < 0.025 * 2048  # 2.5% of the [-1024, 1024] range
 
+
+
+def test_given_a_level_openjpeg_cannot_decode_then_every_pixel_is_decoded(monkeypatch):
+    """E.g. a tile header declaring fewer levels than the main header: the answer is exact."""
+    from chalicelib.imaging import codestreams
+
+    def broken(image, size, level):
+        raise OSError("broken data stream")
+    monkeypatch.setattr(codestreams, "_reduce", broken)
+    image, level = decode_jpeg2000(odd_j2k(), (509, 509), Resolution(2, 1))
+    assert level == 0 and image.size == (509, 509)
