@@ -11,9 +11,10 @@ Why Debian's packages: they come from a registry CI reaches (no toolchain build,
 signed (apt checks them against this machine's Debian archive keyring), and trixie is the
 release whose python3.13 matches Lambda's python3.13 runtime. apt runs with a configuration of
 its own (sources, package lists and downloads under build/arm64-python/apt), so this machine's
-apt sources and state are neither read nor changed, and nothing needs root. apt resolves the
-closure of ROOTS; the root is unpacked from those packages only (dpkg-deb -x: no maintainer
-scripts) and reused while its stamp (the package list with versions) is present.
+apt sources, lists and package state are neither used nor changed, and nothing needs root. apt
+resolves the closure of roots(); the root is unpacked from those packages only (dpkg-deb -x: no
+maintainer scripts) and reused while its stamp (the package list with versions) is present;
+concurrent builds (two test sessions) take turns on a lock.
 
 The emulated CPU is a Neoverse N1, the Graviton2 core Lambda's arm64 functions run on, not
 qemu's default "max": on qemu 7.2 (Debian 12's) "max" offers SVE, and numpy's bundled OpenBLAS
@@ -29,6 +30,7 @@ proves that the zip's native code loads and computes on aarch64, not that it fit
 (tests/deploy/test_package.py checks every ELF file's symbol versions for that). Under emulation
 a run is many times slower than on an arm64 CPU: no timing from it means anything.
 """
+import fcntl
 import json
 import os
 import shutil
@@ -58,7 +60,7 @@ STAMP = "packages.json"
 
 def roots(python: str) -> List[str]:
     """The packages asked for; apt adds their dependencies. libstdc++6: onnxruntime's
-    extension module links it (the manylinux wheels bundle everything else they need)."""
+    extension module links it (manylinux wheels bundle what they need beyond glibc and it)."""
     return [f"python{python}-minimal", f"libpython{python}-stdlib", "libstdc++6"]
 
 
@@ -136,8 +138,17 @@ def build(home: Path = HOME, python: Optional[str] = None,
     qemu = qemu_command()
     root = home / "root"
     found = Arm64Python(root=root, python=root / "usr" / "bin" / f"python{python}", qemu=qemu)
-    if (root / STAMP).is_file() and found.python.is_file():
-        return found
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ((root / STAMP).is_file() and found.python.is_file()):
+            _unpack(home, root, python, log)
+    if not found.python.is_file():
+        raise RuntimeError(f"the unpacked packages hold no {found.python}")
+    return found
+
+
+def _unpack(home: Path, root: Path, python: str, log: Callable[[str], None]) -> None:
     if not KEYRING.is_file():
         raise RuntimeError(f"{KEYRING} not found: apt cannot check Debian's signatures "
                            "(install debian-archive-keyring)")
@@ -152,7 +163,6 @@ def build(home: Path = HOME, python: Optional[str] = None,
     debs.mkdir(parents=True)
     log(f"arm64 python: downloading {len(packages)} packages")
     _apt(config, "download", *packages, cwd=debs)
-    home.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix="root.", dir=home))
     try:
         for deb in sorted(debs.glob("*.deb")):
@@ -177,9 +187,6 @@ def build(home: Path = HOME, python: Optional[str] = None,
         shutil.rmtree(partial, ignore_errors=True)
     shutil.rmtree(home / "apt")  # its package lists, larger than the root: not needed again
     shutil.rmtree(debs, ignore_errors=True)
-    if not found.python.is_file():
-        raise RuntimeError(f"the unpacked packages hold no {found.python}")
-    return found
 
 
 def main() -> int:
