@@ -13,7 +13,8 @@
    the upload bucket's region; the jobs bucket's region (when it exists); the subnets' route
    to S3; the SES sender's verification (when XRAY_SES_SENDER is set) and the webhook secret
    (when XRAY_WEBHOOK_SECRET_NAME is set),
-4. writes vendor/ (deploy/vendor.py: onnxruntime and highdicom for the stage's architecture,
+4. writes vendor/ (deploy/vendor.py: onnxruntime and highdicom for the stage's
+   lambda_architecture, x86_64 or arm64, as Chalice picks requirements.txt's wheels for it;
    without what the function never loads; wheels downloaded once into build/lambda-wheels/),
 5. creates the jobs bucket when it does not exist (in the functions' region),
 6. runs `chalice deploy --stage <stage>` (the functions, the REST API, and the EventBridge rules
@@ -105,7 +106,7 @@ def deploy(project_dir: Path, stage: str, skip_chalice: bool = False) -> StageSe
                                    settings.jobs.webhook_secret_name, region)
         log.info("the notifier signs webhooks with the secret %s", arn)
     if not skip_chalice:
-        vendor.build(project_dir, vendor.stage_architecture(project_dir, stage), log=log.info)
+        vendor.build(project_dir, settings.architecture, log=log.info)
     jobs_bucket.ensure_bucket(s3, settings, region)
     if not skip_chalice:
         log.info("running chalice deploy --stage %s", stage)

@@ -141,7 +141,7 @@ def package(project_dir: Path, stage: str, out: Path) -> Path:
     for warning in settings.warnings:
         print(f"package: WARNING: {warning}", file=sys.stderr)
     write_policy(settings)
-    vendor.build(project_dir, vendor.stage_architecture(project_dir, stage),
+    vendor.build(project_dir, settings.architecture,
                  log=lambda message: print(f"package: {message}", file=sys.stderr))
     merge = merge_template(settings)
     with tempfile.TemporaryDirectory() as scratch:

@@ -30,6 +30,11 @@ user pool ARNs cognito needs, never none on prod (an open API by a forgotten lin
 api_key stages the usage plan (the project key `usage_plan`: throttle and quota) the deploy
 commands create. XRAY_CORS_ORIGINS is parsed as the app will, since the Gateway Responses name
 the allowed origin (deploy/gateway_responses.py), and so does the jobs bucket's CORS rule.
+
+The architecture (Chalice's lambda_architecture: x86_64 when unset, or arm64) is a stage's, not
+a function's: Chalice builds one deployment package per stage, its wheels picked for the stage's
+value, and gives every function that value (it reads no per-function lambda_architecture). A
+value in a function's section, which Chalice would silently ignore, is refused.
 """
 import re
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ from chalicelib.settings import PACKAGES_PATH as ENV_PACKAGES
 from chalicelib.settings import AuthSettings, JobSettings, parse_origins
 from deploy.chalice_files import CONFIG, read_config, stage_value
 from deploy.errors import DeployError
+from deploy.vendor import MACHINES
 
 # Lambda's own rule for FileSystemConfigs.LocalMountPath (one level below /mnt).
 MOUNT_PATH = re.compile(r"^/mnt/[A-Za-z0-9_.-]+$")
@@ -185,6 +191,7 @@ class StageSettings:
     auth: AuthSettings = AuthSettings()
     cors_origins: Tuple[str, ...] = ()
     usage_plan: Optional[UsagePlan] = None  # only for api_key stages
+    architecture: str = "x86_64"        # lambda_architecture: x86_64 | arm64, every function's
     warnings: Tuple[str, ...] = ()      # deployable, but the user should know
 
     @property
@@ -272,6 +279,7 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettin
             xray_origins.add((_origin(top, stage, name, "xray"), repr(xray)))
     for where, got in sorted(xray_origins):  # a stage-wide value once, not once per function
         report(where, f"is Chalice's X-Ray tracing switch and must be true or false; got {got}")
+    architecture = _architecture(stage, top, report)
     found = {API: _function(project_dir, stage, top, API, report)}
     for name in FUNCTIONS[1:]:
         found[name] = _function(project_dir, stage, top, name, report, api=api_values)
@@ -303,7 +311,28 @@ def _validate(project_dir: Path, stage: str, top: Dict[str, Any]) -> StageSettin
         notifier=functions[NOTIFIER], sweeper=functions[SWEEPER], jobs=jobs,
         app_name=str(top.get("app_name")),
         api_stage=str(value("api_gateway_stage") or "api"), auth=auth, cors_origins=origins,
-        usage_plan=plan, warnings=tuple(warnings))
+        usage_plan=plan, architecture=architecture, warnings=tuple(warnings))
+
+
+def _architecture(stage: str, top: Dict[str, Any], report: Callable[[str, str], None]) -> str:
+    """The stage's lambda_architecture (module docstring). Chalice reads it per stage only and
+    ignores it in a function's section, so a function's value is refused rather than ignored."""
+    key = "lambda_architecture"
+    architecture = Config(chalice_stage=stage, config_from_disk=top).lambda_architecture
+    if architecture not in MACHINES:
+        where = f"stages.{stage}.{key}" if key in top["stages"][stage] else key
+        report(where, f"must be one of {', '.join(map(repr, MACHINES))} (Lambda's "
+               f"architectures; x86_64 when unset); got {architecture!r}")
+    sections = ((f"stages.{stage}.lambda_functions", top["stages"][stage]),
+                ("lambda_functions", top))
+    for where, holder in sections:
+        for name, own in sorted((holder.get("lambda_functions") or {}).items()):
+            if isinstance(own, dict) and key in own:
+                report(f"{where}.{name}.{key}",
+                       f"is ignored by Chalice, which builds one deployment package per stage "
+                       f"and runs every function on the stage's architecture ({architecture!r}):"
+                       f" set it on the stage (stages.{stage}.{key}) only; got {own[key]!r}")
+    return architecture
 
 
 def _jobs(stage: str, top: Dict[str, Any], upload_bucket: Any,

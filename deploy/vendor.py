@@ -48,9 +48,9 @@ REQUIREMENTS = "requirements-vendored.txt"
 ZIP_REQUIREMENTS = "requirements.txt"
 CACHE = Path("build") / "lambda-wheels"
 
-# Chalice's lambda_architecture -> the machine its wheels are tagged for. arm64 ("aarch64")
-# is not built yet: every pin has an aarch64 wheel, but nothing here has run one.
-MACHINES: Dict[str, str] = {"x86_64": "x86_64"}
+# Chalice's lambda_architecture -> the machine its wheels are tagged for (Chalice's packager
+# uses the same names for requirements.txt).
+MACHINES: Dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 # Files of a vendored distribution the zip leaves out (paths as its RECORD lists them).
 DROP: Dict[str, Tuple[str, ...]] = {

@@ -1,12 +1,13 @@
 """Runs the Chalice handler the way Lambda's python runtime does, in a bare interpreter.
 
-    python -I -S lambda_sim/runner.py TASK_ROOT ANSWERS_JSON < events.json
+    python -I -S lambda_sim/runner.py TASK_ROOT ANSWERS_JSON [TIMEOUT_S] < events.json
 
 -I ignores PYTHON* variables and the user site, -S skips site-packages, so the only code on
 sys.path is the standard library and TASK_ROOT (the unzipped deployment package, as
 /var/task); torch can come only from XRAY_PACKAGES_PATH, via the app's own bootstrap.
 Standard library only: nothing else is importable before TASK_ROOT is on the path.
-Answers go to a file: stdout is the function's log, as on Lambda.
+Answers go to a file: stdout is the function's log, as on Lambda. TIMEOUT_S is the function's
+timeout each context counts down from (default the API's 28 s; an emulated run needs more).
 """
 import json
 import os
@@ -24,12 +25,14 @@ del sys.modules["context"]
 
 def main() -> None:
     task_root, answers_file = sys.argv[1], sys.argv[2]
+    timeout_s = float(sys.argv[3]) if len(sys.argv) > 3 else 28.0
     sys.path.insert(0, task_root)  # Lambda puts LAMBDA_TASK_ROOT first
     events = json.load(sys.stdin)
     import app  # the handler module named by "Handler": "app.app"
     answers, torch_imported = [], []
     for number, event in enumerate(events):
-        answers.append(app.app(event, context.LambdaContext(f"request-{number}")))
+        invocation = context.LambdaContext(f"request-{number}", timeout_s=timeout_s)
+        answers.append(app.app(event, invocation))
         torch_imported.append("torch" in sys.modules)  # after each event: who needed torch?
     torch = sys.modules.get("torch")
     files = {getattr(module, "__file__", None) for module in list(sys.modules.values())}

@@ -262,3 +262,39 @@ def test_the_policy_files_are_written_once_and_then_left_alone(project):
         assert json.loads(function.policy_file.read_text()) == policy_document(settings,
                                                                                function)
     assert write_policy(settings) == []
+
+
+# --- the architecture --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_committed_stages_run_on_x86_64(project, stage):
+    assert filled(project, stage).architecture == "x86_64"
+
+
+def test_a_stage_set_to_arm64_runs_every_function_on_arm64_and_leaves_the_other_stage(project):
+    assert filled(project, "prod", lambda_architecture="arm64").architecture == "arm64"
+    assert filled(project, "dev").architecture == "x86_64"
+
+
+def test_an_architecture_lambda_does_not_have_is_refused_naming_the_key(project):
+    with pytest.raises(DeployError, match=re.escape(
+            "stages.dev.lambda_architecture: must be one of 'x86_64', 'arm64'")):
+        filled(project, lambda_architecture="aarch64")
+
+
+def test_a_functions_own_architecture_which_chalice_ignores_is_refused(project):
+    """One deployment package per stage, built for the stage's architecture; Chalice reads no
+    per-function lambda_architecture, so the worker would run x86_64 whatever it says."""
+    assert Config(chalice_stage="dev", function_name="job_worker", config_from_disk={
+        "lambda_architecture": "x86_64", "stages": {"dev": {"lambda_functions": {
+            "job_worker": {"lambda_architecture": "arm64"}}}}}).lambda_architecture == "x86_64"
+    config = json.loads((project / ".chalice" / "config.json").read_text())
+    config["stages"]["dev"]["lambda_functions"]["job_worker"]["lambda_architecture"] = "arm64"
+    (project / ".chalice" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(DeployError) as caught:
+        filled(project)
+    message = str(caught.value)
+    assert ("stages.dev.lambda_functions.job_worker.lambda_architecture: is ignored by "
+            "Chalice") in message, message
+    assert "got 'arm64'" in message
+    assert message.count("lambda_architecture") == 2  # the worker's line only (and its advice)

@@ -452,3 +452,31 @@ def test_a_changed_usage_plan_is_updated_in_place(keyed):
     default = UsagePlan()
     assert "%g rps, burst %d" % (default.throttle_rate_limit, default.throttle_burst_limit) \
         in first["output"]
+
+
+@pytest.fixture(scope="module")
+def on_arm64(stack):
+    """The deployed stage switched to lambda_architecture arm64 and deployed again."""
+    aws, _, project, _ = stack
+    set_stage(project, "dev", lambda_architecture="arm64")
+    return project, deploy_and_snapshot(project, aws)
+
+
+def test_a_stage_switched_to_arm64_runs_every_function_on_arm64_from_an_aarch64_zip(on_arm64):
+    import zipfile
+
+    from tests.support.packaging import elf_machine
+    project, run = on_arm64
+    state = run["state"]
+    for name in ("api", "loader", "worker", "notifier", "sweeper"):
+        assert state[name]["config"]["Architectures"] == ["arm64"], name
+    # the package chalice deploy uploaded: requirements.txt's wheels and vendor/ for aarch64
+    (package,) = (project / ".chalice" / "deployments").glob("*-python3.13-arm64.zip")
+    with zipfile.ZipFile(package) as archive:
+        natives = [n for n in archive.namelist() if n.endswith(".so")]
+        machines = {elf_machine(archive.read(n)[:20]) for n in natives}
+        assert "onnxruntime/capi/onnxruntime_pybind11_state.cpython-313-aarch64-linux-gnu.so" \
+            in natives
+    assert machines == {"aarch64"}, machines
+    # and the EFS attachment survived the update
+    assert all(state[name]["config"]["FileSystemConfigs"] for name in IN_VPC)

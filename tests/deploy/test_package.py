@@ -1,6 +1,7 @@
 """The artifacts a user deploys, inspected as built: the Lambda zip Chalice makes and the
 CloudFormation template from `python -m deploy.package` (chalice package + our merge template),
-linted as SAM and again after translation to plain CloudFormation."""
+linted as SAM and again after translation to plain CloudFormation. The zip is checked for each
+lambda_architecture: x86_64 (the committed stages) and arm64 (stage prod set to it)."""
 import copy
 import json
 import re
@@ -9,11 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from deploy.vendor import MACHINES
 from tests.support.packaging import (
     LAMBDA_GLIBC,
     USER_VALUES,
+    built_for,
     built_once,
     cfn_lint,
+    elf_machine,
     lambda_compatible,
     translate,
     wheel_tags,
@@ -25,6 +29,10 @@ MB = 1024 * 1024
 HEAVY = ("torch", "torchvision", "torchgen", "functorch", "nvidia", "triton", "torchxrayvision")
 NOT_FOR_LAMBDA = ("deploy", "tests", "vendor_efs", "lambda_sim", "benchmarks", "scripts",
                   "efs-local", ".chalice", "docs", "build", "vendor")
+# onnxruntime's declared (or formerly declared) dependencies that classification never imports,
+# and theirs: none is in either zip
+UNUSED = ("sympy", "mpmath", "coloredlogs", "humanfriendly", "protobuf", "flatbuffers")
+UNUSED_TOPS = ("sympy", "mpmath", "coloredlogs", "humanfriendly", "google", "flatbuffers")
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +40,25 @@ def package_dir(tmp_path_factory) -> Path:
     return built_once(tmp_path_factory)
 
 
+@pytest.fixture(scope="module", params=list(MACHINES))
+def architecture(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def archive(package_dir):
-    with zipfile.ZipFile(package_dir / "deployment.zip") as opened:
+def machine(architecture) -> str:
+    return MACHINES[architecture]
+
+
+@pytest.fixture(scope="module")
+def zip_dir(tmp_path_factory, architecture) -> Path:
+    """The package folder of stage prod built for `architecture`."""
+    return built_for(tmp_path_factory, architecture)
+
+
+@pytest.fixture(scope="module")
+def archive(zip_dir):
+    with zipfile.ZipFile(zip_dir / "deployment.zip") as opened:
         yield opened
 
 
@@ -45,23 +69,26 @@ def test_the_zip_holds_no_torch_and_no_deploy_tooling(archive):
     assert {"app.py", "chalicelib"} <= top
 
 
-def test_the_zip_holds_every_chalicelib_module(package_dir, archive):
-    project = package_dir.parent / "project"  # the checkout that was packaged
+def test_the_zip_holds_every_chalicelib_module(zip_dir, archive):
+    project = zip_dir.parent / "project"  # the checkout that was packaged
     ours = {str(p.relative_to(project)) for p in (project / "chalicelib").rglob("*.py")}
     assert ours <= set(archive.namelist())
 
 
-def test_the_zip_fits_lambdas_size_limits(package_dir, archive):
-    zipped = (package_dir / "deployment.zip").stat().st_size
+def test_the_zip_fits_lambdas_size_limits(zip_dir, archive, architecture):
+    zipped = (zip_dir / "deployment.zip").stat().st_size
     unzipped = sum(info.file_size for info in archive.infolist())
-    print(f"deployment.zip: {zipped / MB:.1f} MB zipped, {unzipped / MB:.1f} MB unzipped")
+    print(f"deployment.zip ({architecture}): {zipped / MB:.1f} MB zipped, "
+          f"{unzipped / MB:.1f} MB unzipped")
     assert zipped < 50 * MB and unzipped < 250 * MB
 
 
-def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive):
+def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive, machine):
     """Chalice silently builds a package from source on this host when it finds no wheel it
     accepts (the Pillow 13 trap); such a build is tagged linux_x86_64 and links this host's
-    glibc. Every .so must belong to a dist-info whose wheel tags fit Lambda's runtime."""
+    glibc. Every .so must belong to a dist-info whose wheel tags fit Lambda's runtime on the
+    stage's architecture (Chalice picks requirements.txt's wheels for it, deploy/vendor.py
+    vendor/'s)."""
     tags = wheel_tags(archive)
     owner = {}
     for dist_info in tags:
@@ -72,15 +99,15 @@ def test_every_native_library_comes_from_a_wheel_lambda_can_run(archive):
     orphans = [n for n in native if n not in owner]
     assert not orphans, f"native files no wheel declares: {orphans[:5]}"
     for dist_info in {owner[n] for n in native}:
-        assert any(lambda_compatible(tag) for tag in tags[dist_info]), (dist_info,
-                                                                        tags[dist_info])
+        assert any(lambda_compatible(tag, machine) for tag in tags[dist_info]), (
+            dist_info, tags[dist_info])
     for dist_info, its_tags in tags.items():
-        assert not any(tag.endswith("linux_x86_64") and "manylinux" not in tag
-                       for tag in its_tags), f"{dist_info} was built on this host: {its_tags}"
+        assert not any(re.search(r"(^|-)linux_", tag) for tag in its_tags), (
+            f"{dist_info} was built on this host: {its_tags}")
 
 
 def test_the_zip_holds_the_vendored_packages_without_the_c_api_and_the_left_out_dependencies(
-        archive):
+        archive, machine):
     """onnxruntime and highdicom come from vendor/ (deploy/vendor.py): their dist-info is there,
     libonnxruntime.so is not, nor flatbuffers, protobuf (google/) or pyjpegls (jpeg_ls, _CharLS);
     packaging, which highdicom imports, comes from requirements.txt."""
@@ -95,17 +122,35 @@ def test_the_zip_holds_the_vendored_packages_without_the_c_api_and_the_left_out_
     assert not [t for t in top if t.startswith("_CharLS")], top
     assert not [n for n in names if re.search(r"(^|/)libonnxruntime\.so", n)]
     assert [n for n in names if re.fullmatch(
-        r"onnxruntime/capi/onnxruntime_pybind11_state\.cpython-3\d+-x86_64-linux-gnu\.so", n)]
+        rf"onnxruntime/capi/onnxruntime_pybind11_state\.cpython-3\d+-{machine}-linux-gnu\.so", n)]
     assert "onnxruntime/capi/libonnxruntime_providers_shared.so" in names  # it is loaded
     record = archive.read("onnxruntime-1.31.1.dist-info/RECORD").decode()
     assert "libonnxruntime.so" not in record
 
 
-def test_the_pinned_numpy_and_pillow_are_manylinux_wheels(archive):
+def test_onnxruntimes_unused_dependencies_are_in_neither_zip(archive):
+    """Not as distributions (dist-info) nor as importable top-level packages or modules."""
+    dists = {d.split("-")[0].lower() for d in wheel_tags(archive)}
+    assert not dists & set(UNUSED), dists & set(UNUSED)
+    tops = {name.split("/")[0].removesuffix(".py") for name in archive.namelist()}
+    assert not tops & set(UNUSED_TOPS), tops & set(UNUSED_TOPS)
+    assert {"onnxruntime", "numpy"} <= tops  # the names read are the zip's real tops
+
+
+def test_the_pinned_numpy_and_pillow_are_manylinux_wheels(archive, machine):
     tags = wheel_tags(archive)
     for name in ("numpy", "pillow"):
         (dist_info,) = [d for d in tags if d.lower().startswith(name + "-")]
-        assert any(lambda_compatible(t) and "manylinux" in t for t in tags[dist_info])
+        assert any(lambda_compatible(t, machine) and "manylinux" in t for t in tags[dist_info])
+
+
+def test_every_function_of_the_template_runs_on_the_stages_architecture(zip_dir, architecture):
+    resources = sam_template(zip_dir)["Resources"]
+    functions = {k: v["Properties"] for k, v in resources.items()
+                 if v["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) == 5
+    assert {k: p.get("Architectures") for k, p in functions.items()} == {
+        k: [architecture] for k in functions}
 
 
 # --- the CloudFormation path ---------------------------------------------------------------
@@ -225,10 +270,19 @@ def test_a_mount_path_outside_mnt_is_caught_by_lint_after_translation(package_di
     assert "E3031" in linted.stdout and "/efs/xray" in linted.stdout, linted.stdout
 
 
-def test_every_native_library_asks_only_for_the_runtimes_glibc(archive, tmp_path):
-    """What the dynamic loader checks on Lambda: every ELF file's GLIBC_x.y symbol versions,
-    and every wheel's declared tags, within Amazon Linux 2023's glibc."""
+def test_every_native_library_asks_only_for_the_runtimes_glibc(archive, machine, tmp_path):
+    """What the dynamic loader checks on Lambda: every ELF file is code for the stage's machine,
+    its GLIBC_x.y symbol versions, and every wheel's declared tags, are within Amazon Linux
+    2023's glibc."""
     from vendor_efs.runtime.glibc import check_tree
+    machines = {}
+    for info in archive.infolist():
+        with archive.open(info) as member:
+            found = elf_machine(member.read(20))
+        if found:
+            machines[info.filename] = found
+    assert len(machines) > 10
+    assert not {n: m for n, m in machines.items() if m != machine}, machine
     archive.extractall(tmp_path / "task")
     report = check_tree(tmp_path / "task", LAMBDA_GLIBC)
     assert report.elf_files > 10 and report.ok, report.offenders[:10]
@@ -245,6 +299,16 @@ def test_every_native_library_asks_only_for_the_runtimes_glibc(archive, tmp_path
 ])
 def test_the_wheel_tag_rule_tells_lambda_ready_from_host_built(tag, fits):
     assert lambda_compatible(tag) is fits
+
+
+@pytest.mark.parametrize("tag, fits", [
+    ("cp313-cp313-manylinux2014_aarch64", True), ("cp313-cp313-manylinux_2_28_aarch64", True),
+    ("cp313-cp313-manylinux_2_34_aarch64", True), ("py3-none-any", True),
+    ("cp313-cp313-manylinux_2_35_aarch64", False), ("cp313-cp313-linux_aarch64", False),
+    ("cp313-cp313-manylinux_2_28_x86_64", False), ("cp313-cp313-macosx_11_0_arm64", False),
+])
+def test_the_wheel_tag_rule_for_arm64_takes_aarch64_manylinux_only(tag, fits):
+    assert lambda_compatible(tag, "aarch64") is fits
 
 
 def test_a_merge_into_a_logical_id_chalice_did_not_make_is_refused(package_dir, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from deploy import vendor
 from deploy.errors import DeployError
 from tests.support.packaging import built_once, lambda_compatible
-from tests.support.project import copy_project
+from tests.support.project import copy_project, set_stage
 
 X86 = vendor.target_for("x86_64")
 
@@ -63,22 +63,41 @@ def test_given_lambdas_python_then_pip_is_asked_for_every_manylinux_up_to_its_gl
     assert "manylinux_2_28_x86_64" in X86.platforms and len(X86.platforms) == 19
 
 
-@pytest.mark.parametrize("tag", [
-    "cp313-cp313-manylinux2014_x86_64", "cp310-abi3-manylinux_2_17_x86_64", "py3-none-any",
-    "cp313-cp313-manylinux_2_28_x86_64", "cp313-cp313-manylinux_2_34_x86_64",
-    "cp313-cp313-manylinux_2_35_x86_64", "cp313-cp313-linux_x86_64",
-    "cp311-cp311-manylinux2014_x86_64", "cp313-cp313-manylinux2014_aarch64",
-    "cp313-cp313-musllinux_1_2_x86_64", "cp313-cp313-macosx_11_0_arm64"])
-def test_the_vendored_wheels_tag_rule_is_the_one_the_zips_test_checks(tag):
-    assert X86.fits(tag) is lambda_compatible(tag)
+def test_given_arm64_then_pip_is_asked_for_aarch64_wheels_within_the_same_glibc():
+    arm64 = vendor.target_for("arm64")
+    assert (arm64.abi, arm64.machine, arm64.glibc) == ("cp313", "aarch64", (2, 34))
+    assert arm64.platforms == [p.replace("x86_64", "aarch64") for p in X86.platforms]
 
 
-def test_given_an_architecture_without_a_platform_then_the_build_is_refused():
-    with pytest.raises(DeployError, match="'arm64'.*x86_64 only"):
-        vendor.target_for("arm64")
+TAGS = ["cp313-cp313-manylinux2014_x86_64", "cp310-abi3-manylinux_2_17_x86_64", "py3-none-any",
+        "cp313-cp313-manylinux_2_28_x86_64", "cp313-cp313-manylinux_2_34_x86_64",
+        "cp313-cp313-manylinux_2_35_x86_64", "cp313-cp313-linux_x86_64",
+        "cp311-cp311-manylinux2014_x86_64", "cp313-cp313-manylinux2014_aarch64",
+        "cp313-cp313-manylinux_2_28_aarch64", "cp313-cp313-manylinux_2_35_aarch64",
+        "cp313-cp313-linux_aarch64", "cp313-cp313-musllinux_1_2_x86_64",
+        "cp313-cp313-macosx_11_0_arm64"]
+
+
+@pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
+@pytest.mark.parametrize("tag", TAGS)
+def test_the_vendored_wheels_tag_rule_is_the_one_the_zips_test_checks(tag, architecture):
+    target = vendor.target_for(architecture)
+    assert target.fits(tag) is lambda_compatible(tag, target.machine)
+
+
+def test_given_an_architecture_lambda_does_not_have_then_the_build_is_refused():
+    with pytest.raises(DeployError, match="'aarch64'.*x86_64, arm64 only"):
+        vendor.target_for("aarch64")
 
 
 def test_given_the_committed_config_then_the_stages_architecture_is_x86_64(project):
+    assert vendor.stage_architecture(project, "dev") == "x86_64"
+
+
+def test_given_a_stage_set_to_arm64_then_its_architecture_is_arm64_and_the_others_unchanged(
+        project):
+    set_stage(project, "prod", lambda_architecture="arm64")
+    assert vendor.stage_architecture(project, "prod") == "arm64"
     assert vendor.stage_architecture(project, "dev") == "x86_64"
 
 

@@ -24,6 +24,9 @@ What moto lacks, and what this does about it (nothing else is changed):
    and a schedule-only rule (no pattern) matches every event. The shim records each delivery to
    a Lambda target (rule, function ARN, event) instead, delivers to the other targets as moto
    does, and lets schedule-only rules match no event, as EventBridge does.
+7. UpdateFunctionCode(Architectures=[...]) is accepted and the architecture silently kept;
+   Lambda switches it (Chalice sends it when a stage's lambda_architecture changed). The shim
+   sets it through moto's own validating setter before the code update.
 """
 import contextlib
 import copy
@@ -62,6 +65,7 @@ def moto_shim(update_requests: List[Dict[str, Any]], apigateway_calls: List[str]
             LambdaResponse.update_function_configuration,
         (LambdaFunction, "update_configuration"): LambdaFunction.update_configuration,
         (LambdaFunction, "get_configuration"): LambdaFunction.get_configuration,
+        (LambdaFunction, "update_function_code"): LambdaFunction.update_function_code,
         (AccessPoint, "__init__"): AccessPoint.__init__,
         (S3Response, "get_bucket_notification"): S3Response.get_bucket_notification,
         (Rule, "send_to_targets"): Rule.send_to_targets,
@@ -110,6 +114,11 @@ def moto_shim(update_requests: List[Dict[str, Any]], apigateway_calls: List[str]
             config["FileSystemConfigs"] = self.shim_file_system_configs
         return config
 
+    def update_function_code(self: LambdaFunction, updated_spec: Dict[str, Any]) -> Any:
+        if "Architectures" in updated_spec:
+            self.architectures = updated_spec["Architectures"]
+        return originals[(LambdaFunction, "update_function_code")](self, updated_spec)
+
     def access_point_init(self: AccessPoint, *args: Any, **kwargs: Any) -> None:
         originals[(AccessPoint, "__init__")](self, *args, **kwargs)
         short = self.access_point_id
@@ -152,6 +161,7 @@ def moto_shim(update_requests: List[Dict[str, Any]], apigateway_calls: List[str]
     LambdaResponse.update_function_configuration = record_update
     LambdaFunction.update_configuration = update_configuration
     LambdaFunction.get_configuration = get_configuration
+    LambdaFunction.update_function_code = update_function_code
     AccessPoint.__init__ = access_point_init  # type: ignore[method-assign]
     S3Response.get_bucket_notification = get_bucket_notification
     Rule.send_to_targets = send_to_targets

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from tests.support.project import copy_project, set_stage
 from vendor_efs.runtime.glibc import LAMBDA_GLIBC as RUNTIME_GLIBC
@@ -36,9 +36,10 @@ def filled(project: Path, stage: str = "dev", **values: Any) -> Any:
     return load_stage(project, stage)
 
 
-def run_package(workdir: Path, stage: str = "prod") -> Path:
+def run_package(workdir: Path, stage: str = "prod", **values: Any) -> Path:
     project = copy_project(workdir / "project")
     set_stage(project, stage, **USER_VALUES)
+    set_stage(project, stage, **values)
     return _package(project, stage, workdir / "cloudformation")
 
 
@@ -71,6 +72,19 @@ def built_once(tmp_path_factory) -> Path:
     if "out" not in _built:
         _built["out"] = run_package(tmp_path_factory.mktemp("package"))
     return _built["out"]
+
+
+def built_for(tmp_path_factory, architecture: str) -> Path:
+    """The package output folder of stage prod with this lambda_architecture: built_once's for
+    x86_64 (the committed value), else a project copy of its own, built once per session (its
+    vendor/ and Chalice's cache then never mix with the shared project's)."""
+    if architecture == "x86_64":
+        return built_once(tmp_path_factory)
+    key = f"architecture-{architecture}"
+    if key not in _built:
+        _built[key] = run_package(tmp_path_factory.mktemp(f"package-{architecture}"),
+                                  lambda_architecture=architecture)
+    return _built[key]
 
 
 def built_variant(tmp_path_factory, name: str, stage: str, **values: Any) -> Path:
@@ -113,13 +127,27 @@ def translate(template: dict) -> dict:
     return transform(template, {}, NoManagedPolicies())
 
 
-def lambda_compatible(tag: str) -> bool:
-    """Whether a wheel tag (python-abi-platform) runs on Lambda's runtime, x86_64."""
+# ELF e_machine of each wheel machine (the zip's native files must all be the architecture's)
+ELF_MACHINE = {"x86_64": 62, "aarch64": 183}
+
+
+def elf_machine(head: bytes) -> Optional[str]:
+    """The wheel machine name of an ELF file from its first 20 bytes; None if not ELF (or
+    another machine than Lambda's two: "other")."""
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    number = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return next((name for name, code in ELF_MACHINE.items() if code == number), "other")
+
+
+def lambda_compatible(tag: str, machine: str = "x86_64") -> bool:
+    """Whether a wheel tag (python-abi-platform) runs on Lambda's runtime, on that machine
+    (x86_64, or aarch64 for lambda_architecture arm64)."""
     _python, abi, platform = tag.split("-")
     if abi not in ("none", "abi3", "cp" + RUNTIME_PYTHON.replace(".", "")):
         return False
     kind, needs = tag_glibc(platform)
     if kind == "any":
         return True
-    return (kind == "manylinux" and platform.endswith("_x86_64") and needs is not None
+    return (kind == "manylinux" and platform.endswith("_" + machine) and needs is not None
             and needs <= LAMBDA_GLIBC)
