@@ -1,14 +1,15 @@
 """One side of the warm benchmark in its own process (the parent pins it to 1 or 2 CPUs):
 
-    python -m benchmarks.warm_worker ours|naive WORKDIR [CODE]
+    python -m benchmarks.warm_worker ours WORKDIR [STORE [CODE]]
+    python -m benchmarks.warm_worker naive WORKDIR
     python -m benchmarks.warm_worker matmul WORKDIR REPS
 
 ours   the real Lambda handler, app(event, context), with API Gateway events carrying each
        input of REQUESTS as base64 (a PNG, a JPEG, DICOMs in JPEG Baseline and JPEG 2000 lossy
        and lossless, and a PNG with ?heatmap); and the bare forward of the served backend.
-       CODE: the project tree whose app and chalicelib to serve (default: this one); the
-       "before" side of `--before REF` is another commit's tree, checked out by the parent,
-       and its own model store (WORKDIR/efs-before/)
+       STORE: the model store under WORKDIR (default efs); CODE: the project tree whose app
+       and chalicelib to serve (default this one): the "before" side of `--before REF` is
+       another commit's tree, checked out by the parent, with its own store
 naive  what the seed article and the AWS samples do: torch and torchvision imported at start,
        torchvision's DenseNet-121 (same weights) in eager fp32, PIL + torchvision transforms,
        torch.load of a state_dict
@@ -89,12 +90,12 @@ def png_model_input(classifier, work: str):
 
 
 class Ours:
-    def __init__(self, work: str, code: str = "") -> None:
-        if code:  # another commit's tree: its app and chalicelib, its own model store
+    def __init__(self, work: str, store: str = "efs", code: str = "") -> None:
+        if code:  # another commit's tree: its app and chalicelib
             sys.path.insert(0, code)
             os.chdir(code)
         from chalicelib.settings import EFS_ROOT
-        os.environ[EFS_ROOT] = os.path.join(work, "efs-before" if code else "efs")
+        os.environ[EFS_ROOT] = os.path.join(work, store)
         import app  # the handler module, as Lambda's init phase imports it
         imported_app = time.perf_counter()
         import_first_request(app)  # what the first request imports: Pillow, onnxruntime
