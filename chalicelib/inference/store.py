@@ -142,10 +142,10 @@ def validate_manifest(raw: Any, path: Path) -> None:
         need(isinstance(feature_map, dict) and isinstance(feature_map.get("output"), str)
              and feature_map["output"] and isinstance(feature_map.get("layer"), str),
              '"onnx.feature_map" needs the graph\'s "output" name and the "layer" it holds')
-        need(head is not None and feature_map["layer"] == head.layer,
+        need(head is None or feature_map["layer"] == head.layer,  # unknown: the loader says
              f'"onnx.feature_map.layer" must be this architecture\'s Grad-CAM layer '
-             f'({head.layer if head else "none known"}), not {feature_map["layer"]!r}: '
-             f're-import the model')
+             f'({head.layer if head else ""}), not {feature_map["layer"]!r}: re-import the '
+             f'model')
     model_input = raw["input"]
     need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
          and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
