@@ -94,17 +94,20 @@ class Classifier:
         return sigmoid(self.logits(batch))[0].tolist()
 
     def torch_backend(self) -> Any:
-        """The torch network, which computes gradients (the heatmap); with the onnxruntime
-        backend it is built from the same verified weights on the first heatmap request."""
+        """The torch network, which computes gradients (the heatmap of a graph without the
+        feature map output); with the onnxruntime backend it is built from the same verified
+        weights on the first such heatmap request."""
         with self._torch_lock:
             if self._torch_backend is None:
                 from chalicelib.inference.backends import TorchBackend, build_torch_network
                 try:
                     torch = import_torch(self._packages_path)
                 except TorchUnavailable as error:
-                    raise ModelUnavailable(f"Heatmaps need torch (for gradients), which cannot "
-                                           f"be loaded here: {error}. Classification without "
-                                           f"?heatmap works.") from None
+                    raise ModelUnavailable(f"Heatmaps of this model need torch (for "
+                                           f"gradients: its ONNX graph has no feature map "
+                                           f"output; re-importing the model adds it), which "
+                                           f"cannot be loaded here: {error}. Classification "
+                                           f"without ?heatmap works.") from None
                 self._torch_backend = TorchBackend(
                     build_torch_network(self.manifest, self._weights, torch), torch)
             return self._torch_backend

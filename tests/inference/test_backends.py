@@ -140,10 +140,7 @@ def test_a_feature_map_output_that_is_not_what_the_head_reads_is_refused_at_load
         load_classifier(store_copy, None, backend="onnxruntime")
 
 
-def test_classification_needs_no_torch_at_all(demo_store):
-    """What a function without torch on EFS does: classify, and draw heatmaps (the graph's
-    feature map and numpy)."""
-    code = (
+NO_TORCH = (
         "import sys, json\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
@@ -160,10 +157,25 @@ def test_classification_needs_no_torch_at_all(demo_store):
         " body=body)\n"
         "    print(json.dumps([plain.status_code, json.loads(plain.body)['model'],"
         " app.get_model().status()['backend'], heat.status_code, json.loads(heat.body)]))\n")
-    out = run_isolated(code, str(demo_store), str(PNG_CARDIOMEGALY))
+
+
+def test_classification_needs_no_torch_at_all(demo_store):
+    """What a function without torch on EFS does: classify, and draw heatmaps (the graph's
+    feature map and numpy)."""
+    out = run_isolated(NO_TORCH, str(demo_store), str(PNG_CARDIOMEGALY))
     status, model, backend, heat_status, heat = json.loads(out.strip().splitlines()[-1])
     assert (status, backend) == (200, "onnxruntime") and model["trained"] is False
     assert heat_status == 200 and heat["heatmap"]["png"].startswith("data:image/png;base64,")
+
+
+def test_without_torch_an_older_graphs_heatmap_is_a_503_that_says_to_re_import(store_copy):
+    """A model exported before the feature map output, on a function without torch: it
+    classifies, and its heatmap is refused clearly (torch, or a re-import, would draw it)."""
+    rewrite_graph(store_copy.resolve(), without_feature_output, keep_feature_map=False)
+    out = run_isolated(NO_TORCH, str(store_copy.parent.parent), str(PNG_CARDIOMEGALY))
+    status, _, backend, heat_status, heat = json.loads(out.strip().splitlines()[-1])
+    assert (status, backend, heat_status) == (200, "onnxruntime", 503)
+    assert "torch" in heat["Message"] and "re-importing the model" in heat["Message"]
 
 
 def test_no_batchnorm_breaks_onnxruntimes_blocked_layout(demo_store, tmp_path):
