@@ -42,7 +42,6 @@ def j2k_lossless_dicom_of(path: Path, resolutions: int = 6) -> bytes:
     5/3 wavelet, `resolutions` resolution levels, i.e. resolutions - 1 decompositions, as
     OpenJPEG's encoder writes by default) through Pillow's OpenJPEG; every other element as it
     was. Grayscale, unsigned, 16 bits allocated at most."""
-    import numpy as np
     import pydicom
     from PIL import Image
     from pydicom.encaps import encapsulate

@@ -1,10 +1,14 @@
 """`python -m benchmarks warm`: our serving path against the naive one, at 1 and 2 CPUs. Each
-side runs in its own process pinned to those CPUs (benchmarks/warm_worker.py), and the two take
+side runs in its own process pinned to those CPUs (benchmarks/warm_worker.py), and the sides take
 turns in short rounds. Prints, and writes as warm.json and warm.png: the cold start split into
-import, model load and first answer (median of fresh processes); warm latency of PNG, JPEG and
-DICOM requests through the real Lambda handler; the bare forward; request/forward ratios; peak
-RSS; how far each forward is from this CPU's floor (DenseNet-121's FLOPs over the best fp32
-matmul rate); and what 1,000 images cost on Lambda at those sizes."""
+import, model load, first answer and first heatmap (median of fresh processes); warm latency of
+each request of warm_worker.REQUESTS (PNG, JPEG, DICOM in JPEG Baseline and JPEG 2000 lossy and
+lossless, a PNG with a heatmap) through the real Lambda handler; the bare forward;
+request/forward ratios; peak RSS; how far each forward is from this CPU's floor (DenseNet-121's
+FLOPs over the best fp32 matmul rate); and what 1,000 images cost on Lambda at those sizes.
+
+`--before REF` adds a side serving another commit's code (its tree from `git archive`, its own
+demo model), so that a change's before and after come from one run on one machine."""
 import json
 import math
 import os
@@ -13,11 +17,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
-from benchmarks.samples import jpeg_of
-from benchmarks.warm_worker import MARK
+from benchmarks.samples import jpeg_of, rg1_j2k_lossless
+from benchmarks.warm_worker import IMAGES, MARK
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "cxr"
@@ -32,21 +37,56 @@ def add_arguments(parser) -> None:
                        help="warm iterations per side and CPU count (default 40)")
     group.add_argument("--cold-runs", type=int, default=3,
                        help="fresh processes per side for the cold start (median; default 3)")
+    group.add_argument("--before", metavar="REF",
+                       help="also serve this git commit's code, as the \"before\" side")
 
 
-def prepare(work: Path) -> None:
+@dataclass(frozen=True)
+class Side:
+    """One way of serving, run by warm_worker in its own processes."""
+    name: str
+    mode: str                          # warm_worker's: ours or naive
+    args: Tuple[str, ...] = ()         # warm_worker's further arguments (a code tree)
+    env: Dict[str, str] = field(default_factory=dict)  # on top of this process's environment
+
+
+def sides(work: Path, before: Optional[str]) -> List[Side]:
+    """ours first: it writes the input naive's bare forward reuses."""
+    chosen = [Side("ours", "ours")]
+    if before:
+        chosen.append(Side("before", "ours", (str(work / "before-tree"),)))
+    return chosen + [Side("naive", "naive")]
+
+
+def prepare(work: Path, before: Optional[str] = None) -> None:
     from vendor_efs.models.demo import install_demo
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     version = install_demo(work / "efs" / "models")
-    for name in ("nih_00000001_000_cardiomegaly.png",
-                 "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm"):
-        shutil.copy(FIXTURES / name, work / name)
-    (work / "chest.jpg").write_bytes(jpeg_of(FIXTURES / "nih_00000001_000_cardiomegaly.png"))
+    for kind, name in IMAGES.items():
+        if (FIXTURES / name).exists():
+            shutil.copy(FIXTURES / name, work / name)
+    (work / IMAGES["jpeg"]).write_bytes(jpeg_of(FIXTURES / "nih_00000001_000_cardiomegaly.png"))
+    (work / IMAGES["j2k_lossless"]).write_bytes(rg1_j2k_lossless(FIXTURES))
     import torch
     from safetensors.torch import load_file
     state = load_file(version / "model.safetensors")
     torch.save(state, work / "naive_state_dict.pt")  # what the article's torch.load reads
+    if before:
+        checkout(before, work / "before-tree", work / "efs-before" / "models")
+
+
+def checkout(ref: str, tree: Path, models: Path) -> None:
+    """`ref`'s files (git archive: no worktree is registered) and its own demo model, made by
+    its own code: a store written by newer code need not be one older code accepts."""
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=REPO, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                    "from vendor_efs.models.demo import install_demo; "
+                    "install_demo(Path(sys.argv[1]))", str(models)],
+                   cwd=tree, check=True, capture_output=True)
 
 
 def densenet_gflop() -> float:
@@ -72,12 +112,14 @@ def densenet_gflop() -> float:
 class Worker:
     """One side (benchmarks/warm_worker.py) in a process pinned to the first `cpus` CPUs."""
 
-    def __init__(self, mode: str, cpus: int, work: Path, *args: str) -> None:
+    def __init__(self, mode: str, cpus: int, work: Path, *args: str,
+                 env: Optional[Dict[str, str]] = None) -> None:
         chosen = sorted(os.sched_getaffinity(0))[:cpus]
         self.mode, self.errors = mode, tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.warm_worker", mode, str(work), *args], cwd=REPO,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True,
+            env={**os.environ, **(env or {})},
             preexec_fn=lambda: os.sched_setaffinity(0, chosen))
 
     def read(self) -> Any:
@@ -112,56 +154,63 @@ def summarise(samples: List[float]) -> Dict[str, float]:
             "p95": round(samples[min(len(samples) - 1, int(0.95 * len(samples)))], 2)}
 
 
-def measure(cpus: int, work: Path, args) -> Dict[str, Any]:
+def measure(cpus: int, work: Path, args, chosen: List[Side]) -> Dict[str, Any]:
     """Cold starts: args.cold_runs fresh processes per side, median of each phase. Warm: the
-    two sides' last processes take turns: one untimed iteration, then ROUND timed ones."""
-    colds: Dict[str, List[Dict[str, float]]] = {"ours": [], "naive": []}
+    sides' last processes take turns: one untimed iteration, then ROUND timed ones."""
+    colds: Dict[str, List[Dict[str, float]]] = {side.name: [] for side in chosen}
     live: Dict[str, Worker] = {}
-    backends = {}
-    for side in colds:  # ours first: it writes the input naive's bare forward reuses
+    started_with: Dict[str, Dict[str, Any]] = {}
+    for side in chosen:
         for run in range(args.cold_runs):
-            worker = Worker(side, cpus, work)
+            worker = Worker(side.mode, cpus, work, *side.args, env=side.env)
             started = worker.read()
-            colds[side].append(started["cold"])
-            backends[side] = started["backend"]
+            colds[side.name].append(started["cold"])
+            started_with[side.name] = started
             if run + 1 < args.cold_runs:
                 worker.finish()
             else:
-                live[side] = worker
+                live[side.name] = worker
     rate = matmul_gflops(cpus, work)
-    samples: Dict[str, List[Dict[str, float]]] = {side: [] for side in live}
+    samples: Dict[str, List[Dict[str, float]]] = {name: [] for name in live}
     for worker in live.values():
         worker.run(WARM_UP)
     for done in range(0, args.reps, ROUND):
-        for side, worker in live.items():
-            # The first iteration after the other side's turn finds the caches and its own
+        for name, worker in live.items():
+            # The first iteration after another side's turn finds the caches and its own
             # threads cold: its first request took 7 ms longer (measured), a cost of taking
             # turns, which the bare forward at the iteration's end no longer pays. Untimed.
             worker.run(1)
-            samples[side] += worker.run(min(ROUND, args.reps - done))
+            samples[name] += worker.run(min(ROUND, args.reps - done))
         if done < args.reps / 2 <= done + ROUND:  # the sides idle: measure the rate again
             rate = max(rate, matmul_gflops(cpus, work))  # noise only lowers a rate
-    finals = {side: worker.finish() for side, worker in live.items()}
+    finals = {name: worker.finish() for name, worker in live.items()}
     rate = max(rate, matmul_gflops(cpus, work))
     row: Dict[str, Any] = {"matmul_gflops": rate}
-    for side in live:
-        series = {name: [sample[name] for sample in samples[side]] for name in samples[side][0]}
-        row[side] = {
-            "backend": backends[side],
-            "cold": {phase: round(statistics.median(run[phase] for run in colds[side]), 1)
-                     for phase in colds[side][0]},
+    for name in live:
+        series = {kind: [sample[kind] for sample in samples[name]] for kind in samples[name][0]}
+        row[name] = {
+            "backend": started_with[name]["backend"],
+            "facts": started_with[name].get("facts", {}),
+            "cold": {phase: round(statistics.median(run[phase] for run in colds[name]), 1)
+                     for phase in colds[name][0]},
             "forward": summarise(series.pop("forward")),
             "handler": {kind: summarise(values) for kind, values in series.items()},
             # Each iteration's request over the bare forward that follows it, then the median:
             # the two run a few ms apart, so a slow moment of the machine cancels out.
             "handler_over_forward": {
                 kind: round(statistics.median(sample[kind] / sample["forward"]
-                                              for sample in samples[side]), 3)
+                                              for sample in samples[name]), 3)
                 for kind in series},
-            "peak_rss_mb": finals[side]["peak_rss_mb"],
+            "peak_rss_mb": finals[name]["peak_rss_mb"],
         }
-    row["max_abs_output_difference"] = max(
-        abs(a - b) for a, b in zip(finals["ours"]["outputs"], finals["naive"]["outputs"]))
+        if "png_heatmap" in series:  # what a heatmap adds, per iteration (a few ms apart)
+            row[name]["heatmap_over_png_ms"] = round(statistics.median(
+                sample["png_heatmap"] - sample["png"] for sample in samples[name]), 2)
+    for name in live:
+        if name != "ours":  # the same weights and input: the same answers
+            row[f"max_abs_output_difference_{name}"] = max(
+                abs(a - b) for a, b in zip(finals["ours"]["outputs"], finals[name]["outputs"]))
+    row["max_abs_output_difference"] = row["max_abs_output_difference_naive"]
     return row
 
 
@@ -169,7 +218,7 @@ def ratios(row: Dict[str, Any]) -> Dict[str, float]:
     """The issue's targets, from one CPU count's figures."""
     ours, naive = row["ours"], row["naive"]
     floor = ours["cold"]["import_ms"] + ours["cold"]["load_ms"]
-    return {
+    found = {
         "forward_speedup_vs_naive": round(naive["forward"]["p50"] / ours["forward"]["p50"], 2),
         "png_request_speedup_vs_naive": round(
             naive["handler"]["png"]["p50"] / ours["handler"]["png"]["p50"], 2),
@@ -180,6 +229,13 @@ def ratios(row: Dict[str, Any]) -> Dict[str, float]:
         **{f"{kind}_request_over_forward": value
            for kind, value in ours["handler_over_forward"].items()},
     }
+    before = row.get("before")
+    if before:  # the same request, the commit before against this one
+        for kind, times in ours["handler"].items():
+            if kind in before["handler"]:
+                found[f"{kind}_speedup_vs_before"] = round(
+                    before["handler"][kind]["p50"] / times["p50"], 2)
+    return found
 
 
 # Public Lambda prices (us-east-1, x86_64): per GB-second of duration and per request.
@@ -195,12 +251,14 @@ def cost_per_1000(memory_mb: int, milliseconds: float) -> float:
 
 def run(args):
     work = args.out / "warm-work"
-    prepare(work)
+    prepare(work, args.before)
+    chosen = sides(work, args.before)
     gflop = densenet_gflop()
     report = {"densenet121_gflop": round(gflop, 2), "reps": args.reps,
-              "cold_runs": args.cold_runs, "by_cpus": {}}
+              "cold_runs": args.cold_runs, "before": args.before,
+              "sides": [side.name for side in chosen], "by_cpus": {}}
     for cpus in [count for count in CPU_COUNTS if count <= len(os.sched_getaffinity(0))]:
-        row = measure(cpus, work, args)
+        row = measure(cpus, work, args, chosen)
         row["floor_ms"] = round(gflop / row["matmul_gflops"] * 1000, 1)
         row["ratios"] = ratios(row)
         png_ms = row["ours"]["handler"]["png"]["p50"]
@@ -217,40 +275,67 @@ def _cold_total(side: dict) -> float:
     return cold["import_ms"] + cold["load_ms"] + cold["first_inference_ms"]
 
 
+# the table's column heading of each request (warm_worker.REQUESTS)
+HEADINGS = {"png": "PNG", "jpeg": "JPEG", "dicom_jpeg": "DCM JPEG", "j2k_lossy": "J2K lossy",
+            "j2k_lossless": "J2K lossl", "png_heatmap": "PNG+heat"}
+
+
 def table(report: dict) -> str:
     lines = [f"DenseNet-121 at 224x224: {report['densenet121_gflop']} GFLOP per image; "
              f"{report['reps']} warm iterations per side, cold start = median of "
-             f"{report['cold_runs']} fresh processes", ""]
-    lines.append(f"{'cpus':>4} {'path':<6} {'backend':<31} {'fwd p50':>8} {'PNG p50':>8} "
-                 f"{'JPEG p50':>8} {'DICOM p50':>9} {'PNG p95':>8} {'cold ms':>8} "
-                 f"{'(import/load/first)':>20} {'RSS MB':>7}")
+             f"{report['cold_runs']} fresh processes"
+             + (f"; before = {report['before']}" if report.get("before") else ""), "",
+             "p50 ms per request (the Lambda handler), the bare forward, the cold start:"]
+    lines.append(f"{'cpus':>4} {'side':<7} {'fwd':>6} "
+                 + " ".join(f"{heading:>9}" for heading in HEADINGS.values())
+                 + f" {'PNG p95':>8} {'cold ms':>8} {'(import/load/first/heatmap)':>28}"
+                 f" {'RSS MB':>7}")
     for cpus, row in report["by_cpus"].items():
-        for name in ("naive", "ours"):
+        for name in report["sides"]:
             side = row[name]
-            handler = side["handler"]
-            cold = side["cold"]
-            cell = lambda kind, key="p50": f"{handler[kind][key]:.1f}" if kind in handler else "-"  # noqa
-            lines.append(
-                f"{cpus:>4} {name:<6} {side['backend'][:31]:<31} {side['forward']['p50']:>8.1f} "
-                f"{cell('png'):>8} {cell('jpeg'):>8} {cell('dicom'):>9} {cell('png', 'p95'):>8} "
-                f"{_cold_total(side):>8.0f} "
-                f"{cold['import_ms']:>6.0f}/{cold['load_ms']:.0f}/{cold['first_inference_ms']:.0f}"
-                f"{'':>3} {side['peak_rss_mb']:>7.0f}")
+            handler, cold = side["handler"], side["cold"]
+            cells = " ".join(f"{handler[kind]['p50']:>9.1f}" if kind in handler else f"{'-':>9}"
+                             for kind in HEADINGS)
+            phases = "/".join(f"{cold[phase]:.0f}" for phase in (
+                "import_ms", "load_ms", "first_inference_ms", "first_heatmap_ms") if phase in cold)
+            lines.append(f"{cpus:>4} {name:<7} {side['forward']['p50']:>6.1f} {cells} "
+                         f"{handler['png']['p95']:>8.1f} {_cold_total(side):>8.0f} "
+                         f"{phases:>28} {side['peak_rss_mb']:>7.0f}")
     lines.append("")
     for cpus, row in report["by_cpus"].items():
-        r = row["ratios"]
+        r, ours = row["ratios"], row["ours"]
+        over = ", ".join(f"{HEADINGS[kind]} {value:.3f}"
+                         for kind, value in ours["handler_over_forward"].items())
         lines += [
             f"{cpus} CPU(s): forward {r['forward_speedup_vs_naive']:.2f}x faster than naive "
             f"(PNG request {r['png_request_speedup_vs_naive']:.2f}x), max |p_ours - p_naive| "
             f"{row['max_abs_output_difference']:.1e}; floor {row['floor_ms']:.0f} ms at "
             f"{row['matmul_gflops']:.0f} GFLOP/s (ours {r['forward_over_floor']:.2f}x, naive "
             f"{r['naive_forward_over_floor']:.2f}x)",
-            f"    request / bare forward (median of per-iteration ratios): PNG "
-            f"{r['png_request_over_forward']:.3f}, JPEG {r['jpeg_request_over_forward']:.3f}, "
-            f"DICOM {r['dicom_request_over_forward']:.3f}",
+            f"    request / bare forward (median of per-iteration ratios): {over}",
+            f"    heatmap over the plain PNG request: {ours.get('heatmap_over_png_ms', 0):.1f} ms"
+            f" (median of per-iteration differences); the first heatmap of a fresh process "
+            f"{ours['cold'].get('first_heatmap_ms', 0):.0f} ms, torch imported: "
+            f"{ours['facts'].get('torch_imported_by_first_heatmap')}",
             f"    cold start {r['cold_start_vs_naive']:.2f}x naive's; first answer / (import + "
             f"load) {r['first_answer_over_import_and_load']:.2f}",
         ]
+        for name in report["sides"]:
+            if name in ("ours", "naive"):
+                continue
+            other = row[name]
+            faster = ", ".join(f"{HEADINGS[kind]} {r[f'{kind}_speedup_vs_{name}']:.2f}x"
+                               for kind in HEADINGS if f"{kind}_speedup_vs_{name}" in r)
+            lines += [
+                f"    ours against {name}: request speed-up {faster}; max |p_ours - p_{name}| "
+                f"{row[f'max_abs_output_difference_{name}']:.1e}",
+                f"    {name}: request / forward "
+                + ", ".join(f"{HEADINGS[kind]} {value:.3f}"
+                            for kind, value in other["handler_over_forward"].items())
+                + f"; heatmap over PNG {other.get('heatmap_over_png_ms', 0):.1f} ms, first "
+                f"heatmap {other['cold'].get('first_heatmap_ms', 0):.0f} ms (torch imported: "
+                f"{other['facts'].get('torch_imported_by_first_heatmap')})",
+            ]
     lines += ["", "Lambda (x86_64 prices; this machine's CPUs, not Lambda's):"]
     for cpus, row in report["by_cpus"].items():
         cost = row["lambda"]
@@ -260,25 +345,39 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+# bar colours per side
+COLOURS = {"ours": (70, 110, 200), "naive": (200, 110, 70), "before": (150, 150, 150)}
+
+
 def plot(report: dict, path: Path) -> None:
-    """A bar chart of warm latencies and cold starts (Pillow only: no plotting dependency)."""
+    """A bar chart of warm latencies per request and cold starts, per side and CPU count (Pillow
+    only: no plotting dependency)."""
     from PIL import Image, ImageDraw
     bars = []
     for cpus, row in report["by_cpus"].items():
-        for name in ("naive", "ours"):
-            side = row[name]
-            bars.append((f"{name} {cpus} cpu forward", side["forward"]["p50"]))
-            bars.append((f"{name} {cpus} cpu PNG request", side["handler"]["png"]["p50"]))
-            bars.append((f"{name} {cpus} cpu cold start", _cold_total(side)))
-    width, row_height, left = 900, 26, 260
+        for kind in ("forward", *HEADINGS, "cold start"):
+            for name in report["sides"]:
+                side = row[name]
+                if kind == "forward":
+                    value = side["forward"]["p50"]
+                elif kind == "cold start":
+                    value = _cold_total(side)
+                elif kind in side["handler"]:
+                    value = side["handler"][kind]["p50"]
+                else:
+                    continue
+                bars.append((name, f"{name} {cpus} cpu {HEADINGS.get(kind, kind)}", value))
+    width, row_height, left = 1000, 22, 260
     image = Image.new("RGB", (width, row_height * (len(bars) + 2)), "white")
     draw = ImageDraw.Draw(image)
-    scale = (width - left - 90) / max(value for _, value in bars)
-    draw.text((10, 6), "milliseconds, median (lower is better)", fill="black")
-    for index, (label, value) in enumerate(bars, 1):
+    longest = max(value for _, _, value in bars)
+    scale = (width - left - 90) / math.log10(longest + 1)
+    draw.text((10, 6), "milliseconds, median (log scale; lower is better)", fill="black")
+    for index, (name, label, value) in enumerate(bars, 1):
         top = index * row_height + 6
-        colour = (70, 110, 200) if label.startswith("ours") else (200, 110, 70)
-        draw.text((10, top + 4), label, fill="black")
-        draw.rectangle([left, top, left + value * scale, top + row_height - 8], fill=colour)
-        draw.text((left + value * scale + 6, top + 4), f"{value:.0f}", fill="black")
+        draw.text((10, top + 3), label, fill="black")
+        end = left + math.log10(value + 1) * scale
+        draw.rectangle([left, top, end, top + row_height - 6],
+                       fill=COLOURS.get(name, (90, 160, 90)))
+        draw.text((end + 6, top + 3), f"{value:.0f}", fill="black")
     image.save(path)

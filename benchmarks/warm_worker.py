@@ -1,10 +1,14 @@
 """One side of the warm benchmark in its own process (the parent pins it to 1 or 2 CPUs):
 
-    python -m benchmarks.warm_worker ours|naive WORKDIR
+    python -m benchmarks.warm_worker ours|naive WORKDIR [CODE]
     python -m benchmarks.warm_worker matmul WORKDIR REPS
 
-ours   the real Lambda handler, app(event, context), with API Gateway events carrying a PNG,
-       a JPEG and a DICOM as base64; and the bare forward of the served backend
+ours   the real Lambda handler, app(event, context), with API Gateway events carrying each
+       input of REQUESTS as base64 (a PNG, a JPEG, DICOMs in JPEG Baseline and JPEG 2000 lossy
+       and lossless, and a PNG with ?heatmap); and the bare forward of the served backend.
+       CODE: the project tree whose app and chalicelib to serve (default: this one); the
+       "before" side of `--before REF` is another commit's tree, checked out by the parent,
+       and its own model store (WORKDIR/efs-before/)
 naive  what the seed article and the AWS samples do: torch and torchvision imported at start,
        torchvision's DenseNet-121 (same weights) in eager fp32, PIL + torchvision transforms,
        torch.load of a state_dict
@@ -28,8 +32,14 @@ from lambda_sim.events import proxy_event
 STARTED = time.perf_counter()
 MARK = "@@benchmark "
 IMAGES = {"png": "nih_00000001_000_cardiomegaly.png", "jpeg": "chest.jpg",
-          "dicom": "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm"}
-TYPES = {"png": "image/png", "jpeg": "image/jpeg", "dicom": "application/dicom"}
+          "dicom_jpeg": "nih_00000001_000_wrapped_jpegbaseline_8bit_mono1_derived.dcm",
+          "j2k_lossy": "nema_RG1_chest_cr_pa_j2k_lossy_15bit_mono1.dcm",
+          "j2k_lossless": "rg1_j2k_lossless.dcm"}
+TYPES = {"png": "image/png", "jpeg": "image/jpeg", "dicom_jpeg": "application/dicom",
+         "j2k_lossy": "application/dicom", "j2k_lossless": "application/dicom"}
+# request name -> (image, query string): every image plainly, and the PNG with a heatmap
+REQUESTS = {**{kind: (kind, None) for kind in IMAGES},
+            "png_heatmap": ("png", {"heatmap": "top"})}
 
 
 def cpus() -> int:
@@ -79,9 +89,12 @@ def png_model_input(classifier, work: str):
 
 
 class Ours:
-    def __init__(self, work: str) -> None:
+    def __init__(self, work: str, code: str = "") -> None:
+        if code:  # another commit's tree: its app and chalicelib, its own model store
+            sys.path.insert(0, code)
+            os.chdir(code)
         from chalicelib.settings import EFS_ROOT
-        os.environ[EFS_ROOT] = os.path.join(work, "efs")
+        os.environ[EFS_ROOT] = os.path.join(work, "efs-before" if code else "efs")
         import app  # the handler module, as Lambda's init phase imports it
         imported_app = time.perf_counter()
         import_first_request(app)  # what the first request imports: Pillow, onnxruntime
@@ -90,19 +103,29 @@ class Ours:
         loaded = time.perf_counter()
         bodies = {kind: open(os.path.join(work, name), "rb").read()
                   for kind, name in IMAGES.items()}
-        self.events = {kind: proxy_event("POST", "/xray", body, TYPES[kind])
-                       for kind, body in bodies.items()}
+        self.events = {name: proxy_event("POST", "/xray", bodies[kind], TYPES[kind], query)
+                       for name, (kind, query) in REQUESTS.items()}
         first = app.app(self.events["png"], None)
         assert first["statusCode"] == 200, first["body"]
+        answered = time.perf_counter()
+        # the container's first heatmap: before issue 16 it imported torch here
+        heatmap = app.app(self.events["png_heatmap"], None)
+        assert heatmap["statusCode"] == 200, heatmap["body"]
         self.cold = {"import_ms": round((imported - STARTED) * 1000, 1),
                      "import_app_ms": round((imported_app - STARTED) * 1000, 1),
                      "load_ms": round((loaded - imported) * 1000, 1),
-                     "first_inference_ms": ms_since(loaded)}
+                     "first_inference_ms": round((answered - loaded) * 1000, 2),
+                     "first_heatmap_ms": ms_since(answered)}
+        self.facts = {"torch_imported_by_first_heatmap": "torch" in sys.modules}
+        for name, event in self.events.items():  # every answer must be a success
+            response = app.app(event, None)
+            assert response["statusCode"] == 200, (name, response["body"][:500])
         self.backend = self.classifier.backend
         self.handler = app.app
         self.batch = png_model_input(self.classifier, work)
-        import numpy
-        numpy.save(os.path.join(work, "batch.npy"), self.batch)  # naive's forward reads it
+        if not code:
+            import numpy
+            numpy.save(os.path.join(work, "batch.npy"), self.batch)  # naive's forward reads it
 
     def iteration(self) -> Dict[str, float]:
         times = {}
@@ -172,9 +195,10 @@ def answer(value: object) -> None:
     print(MARK + json.dumps(value), flush=True)
 
 
-def serve(side: Callable[[str], object], work: str) -> None:
-    started = side(work)
-    answer({"cold": started.cold, "backend": started.backend})
+def serve(side: Callable[..., object], work: str, *args: str) -> None:
+    started = side(work, *args)
+    answer({"cold": started.cold, "backend": started.backend,
+            "facts": getattr(started, "facts", {})})
     for line in sys.stdin:
         count = int(line)
         if count == 0:
@@ -209,4 +233,4 @@ if __name__ == "__main__":
     if mode == "matmul":
         answer(matmul(int(sys.argv[3])))
     else:
-        serve({"ours": Ours, "naive": Naive}[mode], workdir)
+        serve({"ours": Ours, "naive": Naive}[mode], workdir, *sys.argv[3:])

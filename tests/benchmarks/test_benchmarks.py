@@ -6,16 +6,18 @@ import sys
 
 import pytest
 
+from benchmarks.warm_worker import REQUESTS
 from tests.support.fixtures import REPO
 
 pytestmark = pytest.mark.benchmark
 
 
-def test_the_warm_benchmark_runs_and_ours_answers_what_naive_answers(tmp_path):
-    # given the benchmark at its smallest size
+def test_the_warm_benchmark_runs_and_ours_answers_what_naive_and_before_answer(tmp_path):
+    # given the benchmark at its smallest size, with this very commit as the "before" side
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks", "warm", "--reps", "2", "--cold-runs", "1",
-         "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600)
+         "--before", "HEAD", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
     # when it has run: a table printed, the JSON and the plot written
     assert result.returncode == 0, result.stderr[-3000:]
     assert "request / bare forward" in result.stdout and (tmp_path / "warm.png").stat().st_size
@@ -24,8 +26,12 @@ def test_the_warm_benchmark_runs_and_ours_answers_what_naive_answers(tmp_path):
     for cpus, row in report["by_cpus"].items():
         assert row["ours"]["backend"] == "onnxruntime"
         assert row["max_abs_output_difference"] <= 1e-4
-        assert set(row["ours"]["handler"]) == {"png", "jpeg", "dicom"}
-        assert set(row["ours"]["cold"]) >= {"import_ms", "load_ms", "first_inference_ms"}
+        assert row["max_abs_output_difference_before"] == 0.0  # the same code and weights
+        for side in ("ours", "before"):
+            assert set(row[side]["handler"]) == set(REQUESTS)
+            assert set(row[side]["cold"]) >= {"import_ms", "load_ms", "first_inference_ms",
+                                              "first_heatmap_ms"}
+        assert row["ratios"]["j2k_lossless_speedup_vs_before"] > 0
         assert row["ratios"]["forward_speedup_vs_naive"] > 0 and row["floor_ms"] > 0
         assert row["lambda"]["memory_mb"] == 1769 * int(cpus)
 
