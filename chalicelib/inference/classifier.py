@@ -32,6 +32,8 @@ from chalicelib.inference.torch_import import TorchUnavailable, import_torch
 if TYPE_CHECKING:
     import numpy as np
 
+    from chalicelib.inference.architectures.registry import GradCamHead
+
 # largest |logit| difference between the graph's logits and its head applied to its feature
 # map in numpy (float32 sums in another order: about 1e-6 on the demo)
 FEATURE_MAP_TOLERANCE = 1e-3
@@ -61,7 +63,7 @@ class Classifier:
         self._size = manifest.input_size
         # the closed-form heatmap's head: (GradCamHead, its linear weight as a view of the
         # verified bytes), when the backend gives the feature map
-        self._closed_form: Optional[Tuple[Any, "np.ndarray"]] = None
+        self._closed_form: Optional[Tuple["GradCamHead", "np.ndarray"]] = None
         if getattr(backend, "features", None) is not None:
             from chalicelib.inference.architectures.registry import HEADS
             head = HEADS[manifest.architecture["name"]]
@@ -306,10 +308,9 @@ def _check_feature_map(classifier: Classifier, batch: "np.ndarray", logits: "np.
     heatmap would explain some other tensor."""
     import numpy as np
 
-    from chalicelib.inference.architectures.registry import HEADS
+    assert classifier._closed_form is not None
     manifest = classifier.manifest
-    head = HEADS[manifest.architecture["name"]]
-    weight = safetensors_array(classifier._weights, head.weight)
+    head, weight = classifier._closed_form
     bias = safetensors_array(classifier._weights, head.bias)
     both, features = classifier._backend.logits_and_features(batch)
     output = manifest.onnx["feature_map"]["output"] if manifest.onnx else ""
