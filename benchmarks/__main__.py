@@ -11,6 +11,8 @@ their tables and writes build/benchmarks/<name>.json.
     jobs         the upload-jobs path on scripts/serve (chalice local, moto, the relay): a 7 MB
                  DICOM from upload to result, split into upload, event, model wait and
                  classification, beside POST /xray for the same radiograph
+    heatmap      what ?heatmap costs on onnxruntime (closed-form Grad-CAM, numpy) at 1 and 2
+                 CPUs: the forward with and without the feature map, each step, the handler
     faults       the model-store fault table: each broken store's answer, /health, time to
                  answer and recovery without a restart (correctness, not speed)
     fidelity     reduced decoding (JPEG 2000 levels, JPEG DCT scales) against every pixel, per
@@ -28,14 +30,24 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import candidates, cold_start_cli, decode_memory, faults, fidelity, jobs, load, warm
+from benchmarks import (
+    candidates,
+    cold_start_cli,
+    decode_memory,
+    faults,
+    fidelity,
+    heatmap,
+    jobs,
+    load,
+    warm,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "build" / "benchmarks"
 # name -> module with add_arguments(parser) and run(args) -> (report dict, table text).
 BENCHMARKS = {"warm": warm, "cold-start": cold_start_cli, "candidates": candidates,
               "load": load, "jobs": jobs, "faults": faults, "fidelity": fidelity,
-              "decode-memory": decode_memory}
+              "decode-memory": decode_memory, "heatmap": heatmap}
 
 
 def main(argv=None) -> None:

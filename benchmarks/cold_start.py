@@ -23,11 +23,18 @@ cache of the tree evicted before every run, so local disk reads are cold too); w
 asked of the file system under the EFS folder, from strace (opens, path lookups, directory
 listings, bytes read); bytes actually pulled from it including mmap page faults (mincore);
 and an estimate of the extra time on EFS from published figures (see EFS_FIGURES).
+
+Then per backend (measure_backends): a fresh process answering a PNG and then a heatmap for it,
+XRAY_BACKEND=onnxruntime and =torch, with the model store and the stripped torch tree both
+where EFS would be: what each reads from the models folder and from the torch tree.
 """
+import json
 import os
 import shutil
 import statistics
+import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -219,4 +226,123 @@ def table(report: Dict) -> str:
                              lambda e, k=f"{latency}ms": f"+{e['efs_extra_ms_estimate'][k]:,}"))
     rows.append(line("max |p - p(stripped)|",
                      lambda e: f"{e['max_probability_difference_vs_stripped']:.1e}"))
+    return "\n".join(rows)
+
+
+# What each backend reads from EFS: a fresh Lambda-like process (lambda_sim/runner.py: `-I -S`,
+# the app tree as /var/task) answering a PNG, then a heatmap for it, with the models and the
+# stripped torch tree both on the "EFS" side, as a stage that ships both has them.
+BACKENDS = ("onnxruntime", "torch")
+RUNNER = REPO / "lambda_sim" / "runner.py"
+
+
+def _backend_events() -> str:
+    from lambda_sim.events import proxy_event
+    body = IMAGE.read_bytes()
+    return json.dumps([proxy_event("POST", "/xray", body, "image/png"),
+                       proxy_event("POST", "/xray", body, "image/png",
+                                   query={"heatmap": "top"})])
+
+
+def _backend_command(app_dir: Path, answers: Path) -> List[str]:
+    return [base_python(), "-I", "-S", "-B", str(RUNNER), str(app_dir), str(answers)]
+
+
+def _backend_env(app_dir: Path, store: Path, packages: Path, backend: str) -> Dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(app_dir.parent),
+            "LAMBDA_TASK_ROOT": str(app_dir), "AWS_LAMBDA_FUNCTION_NAME": "chest-xray-benchmark",
+            "XRAY_EFS_ROOT": str(store), "XRAY_PACKAGES_PATH": str(packages),
+            "XRAY_MODEL_PATH": str(store / "models" / "current"), "XRAY_BACKEND": backend}
+
+
+def measure_backends(app_dir: Path, store: Path, packages: Path, work: Path,
+                     repeat: int = 3, log=print) -> Dict:
+    """Per backend: wall time of the whole process (median of `repeat`, page caches of both
+    folders evicted first), bytes pulled from each folder (mincore), whether torch was imported
+    after each request, and from one strace run the opens and bytes read() under each."""
+    models = (store / "models").resolve()
+    roots = {"models": models, "packages": packages.resolve()}
+    events = _backend_events()
+    report: Dict = {"image": IMAGE.name, "requests": ["POST /xray", "POST /xray?heatmap=top"],
+                    "repeat": repeat, "backends": {}}
+    for backend in BACKENDS:
+        env = _backend_env(app_dir, store, packages, backend)
+        answers = work / f"answers-{backend}.json"
+        walls, pulled = [], {name: [] for name in roots}
+        for index in range(repeat):
+            for root in roots.values():
+                pagecache.evict(root)
+            started = time.perf_counter()
+            done = subprocess.run(_backend_command(app_dir, answers), input=events, text=True,
+                                  capture_output=True, env=env, cwd=app_dir)
+            walls.append((time.perf_counter() - started) * 1000)
+            if done.returncode != 0:
+                raise RuntimeError(f"{backend} cold start failed:\n{done.stderr[-3000:]}")
+            for name, root in roots.items():
+                pulled[name].append(sum(pagecache.resident(root).values()))
+            log(f"cold-start: backend {backend} run {index + 1}/{repeat}: {walls[-1]:.0f} ms "
+                f"to both answers")
+        result = json.loads(answers.read_text())
+        statuses = [answer["statusCode"] for answer in result["answers"]]
+        bodies = [json.loads(answer["body"]) for answer in result["answers"]]
+        entry: Dict = {
+            "statuses": statuses, "torch_imported": result["torch_imported"],
+            "timings_ms": [body.get("timings_ms") for body in bodies],
+            "wall_ms_median": round(statistics.median(walls)),
+            "wall_ms_all": [round(w) for w in walls],
+            "pulled_bytes_median": {name: int(statistics.median(v)) for name, v in pulled.items()},
+        }
+        if syscalls.available():
+            for root in roots.values():
+                pagecache.evict(root)
+            trace_log = work / f"strace-backend-{backend}.txt"
+            syscalls.run_traced(_backend_command(app_dir, answers), [str(models)], trace_log,
+                                env=env, stdin=events)
+            with open(trace_log, errors="replace") as lines:
+                text = lines.readlines()
+            entry["fs"] = {}
+            for name, root in roots.items():
+                traced = syscalls.parse(text, [str(root)])
+                entry["fs"][name] = {**traced.summary(), "unique_lookups": len(traced.touched),
+                                     "files": sorted(traced.touched)[:50] if name == "models"
+                                     else len(traced.touched)}
+        report["backends"][backend] = entry
+    return report
+
+
+def backends_table(report: Dict) -> str:
+    names = list(report["backends"])
+    v = report["backends"]
+
+    def line(label, cell):
+        return f"{label:<44}" + "".join(f"{cell(v[n]):>16}" for n in names)
+
+    def fs(root, key, scale=1.0, fmt="{:,.0f}"):
+        return lambda e: fmt.format(e["fs"][root][key] / scale) if "fs" in e else "-"
+
+    rows = [
+        "",
+        f"{'cold start per backend: PNG, then ?heatmap':<44}" + "".join(f"{n:>16}" for n in names),
+        line("statuses", lambda e: "/".join(str(s) for s in e["statuses"])),
+        line("torch imported after (plain, heatmap)",
+             lambda e: "/".join("yes" if t else "no" for t in e["torch_imported"])),
+        line("process wall time, median (ms)", lambda e: f"{e['wall_ms_median']:,}"),
+        line("  first request: model load (ms)",
+             lambda e: f"{e['timings_ms'][0]['model_load']:,.0f}"),
+        line("  first heatmap: heatmap step (ms)",
+             lambda e: f"{e['timings_ms'][1]['heatmap']:,.0f}"),
+        line("models/: files opened", fs("models", "opens")),
+        line("models/: bytes read() (MB)", fs("models", "bytes_read", 1e6, "{:,.1f}")),
+        line("models/: bytes pulled incl. mmap (MB)",
+             lambda e: f"{e['pulled_bytes_median']['models'] / 1e6:,.1f}"),
+        line("packages/ (torch): opens (failed)",
+             lambda e: (f"{e['fs']['packages']['opens']:,} "
+                        f"({e['fs']['packages']['failed_opens']:,})") if "fs" in e else "-"),
+        line("packages/ (torch): path lookups", fs("packages", "lookups")),
+        line("packages/ (torch): directory reads", fs("packages", "listdirs")),
+        line("packages/ (torch): bytes read() (MB)",
+             fs("packages", "bytes_read", 1e6, "{:,.1f}")),
+        line("packages/ (torch): bytes pulled incl. mmap (MB)",
+             lambda e: f"{e['pulled_bytes_median']['packages'] / 1e6:,.1f}"),
+    ]
     return "\n".join(rows)

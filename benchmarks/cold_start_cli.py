@@ -1,5 +1,7 @@
 """`python -m benchmarks cold-start`: builds what it needs under build/benchmarks/work (once;
---rebuild to redo), then measures benchmarks.cold_start."""
+--rebuild to redo), then measures benchmarks.cold_start: the torch payload variants, then what
+each backend reads from EFS for a first classification and a first heatmap (--backends-only:
+just that)."""
 import json
 import shutil
 from pathlib import Path
@@ -22,13 +24,16 @@ def add_arguments(parser) -> None:
                             "(vendor_efs.runtime.host; default %(default)s)")
     group.add_argument("--index-url", help="index for torch's pure dependencies")
     group.add_argument("--rebuild", action="store_true", help="rebuild the work folder")
+    group.add_argument("--backends-only", action="store_true",
+                       help="only the per-backend table (onnxruntime, torch): no payload variants")
 
 
 def _build_trees(args, log):
     from vendor_efs.runtime.build import REPORT_FILE, build, format_report
     from vendor_efs.runtime.host import host_build
     built = {}
-    for kind, given in (("naive", args.naive_tree), ("stripped", args.stripped_tree)):
+    kinds = (("naive", args.naive_tree), ("stripped", args.stripped_tree))
+    for kind, given in kinds[1:] if args.backends_only else kinds:
         tree = WORK / f"packages-{kind}"
         if given is not None:
             built[kind] = (given.resolve(), None)
@@ -54,15 +59,21 @@ def run(args):
     build_app_tree(app_dir)
     store = WORK / "efs"
     install_demo(store / "models")
-    report = cold_start.measure(app_dir, store, trees["naive"][0], trees["stripped"][0], WORK,
-                                repeat=args.repeat, trace=not args.no_trace, log=log)
+    report: dict = {}
+    text = ""
+    if not args.backends_only:
+        report = cold_start.measure(app_dir, store, trees["naive"][0], trees["stripped"][0],
+                                    WORK, repeat=args.repeat, trace=not args.no_trace, log=log)
+        text = cold_start.table(report)
+        naive = report["variants"]["naive"]
+        if naive.get("touched_but_stripped"):
+            text += ("\nWARNING: the naive cold start touched files the strip rules remove: "
+                     + ", ".join(naive["touched_but_stripped"][:10]))
+        elif "touched_but_stripped" in naive:
+            text += ("\nstrip rules checked: none of the files the naive cold start opened or "
+                     "looked up is stripped")
     report["builds"] = {kind: built for kind, (_, built) in trees.items() if built}
-    text = cold_start.table(report)
-    naive = report["variants"]["naive"]
-    if naive.get("touched_but_stripped"):
-        text += ("\nWARNING: the naive cold start touched files the strip rules remove: "
-                 + ", ".join(naive["touched_but_stripped"][:10]))
-    elif "touched_but_stripped" in naive:
-        text += ("\nstrip rules checked: none of the files the naive cold start opened or "
-                 "looked up is stripped")
+    report["by_backend"] = cold_start.measure_backends(app_dir, store, trees["stripped"][0],
+                                                       WORK, repeat=min(args.repeat, 3), log=log)
+    text += "\n" + cold_start.backends_table(report["by_backend"])
     return report, text

@@ -122,11 +122,13 @@ def parse(lines: Sequence[str], root) -> Trace:
     return trace
 
 
-def run_traced(command: List[str], root, log: Path, env=None) -> tuple:
-    """Runs command under strace; returns (its stdout, the parsed Trace)."""
+def run_traced(command: List[str], root, log: Path, env=None, stdin: Optional[str] = None
+               ) -> tuple:
+    """Runs command under strace (stdin: text for its standard input); returns (its stdout,
+    the parsed Trace)."""
     done = subprocess.run([STRACE, "-f", "-qq", "-y", "-s", "0", "-e", f"trace={TRACED}",
                            "-o", str(log)] + command, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, env=env)
+                          stderr=subprocess.PIPE, text=True, env=env, input=stdin)
     if done.returncode != 0:
         raise RuntimeError(f"traced run failed ({done.returncode}):\n{done.stderr[-3000:]}")
     with open(log, errors="replace") as lines:

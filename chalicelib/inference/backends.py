@@ -3,10 +3,13 @@
 onnxruntime (the default when the manifest has an ONNX graph and onnxruntime is installed): it
 imports in tens of milliseconds where torch takes seconds, runs DenseNet-121 faster on CPU, and
 its wheel is small enough for the Lambda zip, so classification needs nothing from EFS but the
-model. torch: the reference, and what computes gradients for the heatmap.
+model, and heatmaps need nothing more: a graph whose manifest names its feature map
+(onnx.feature_map) gives the Grad-CAM layer's tensor beside the logits, fetched only when a
+heatmap is asked. torch: the reference, and the heatmap's gradients for a graph without that
+output (models imported before it existed).
 """
 import os
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -21,12 +24,15 @@ def cpu_threads() -> int:
 class OnnxBackend:
     name = "onnxruntime"
 
-    def __init__(self, graph: bytes, external_files: Mapping[str, bytes]) -> None:
+    def __init__(self, graph: bytes, external_files: Mapping[str, bytes],
+                 features: Optional[str] = None) -> None:
         """graph: the ONNX graph's bytes; external_files: file name -> bytes for every file its
         initializers point into (ONNX external data: model.safetensors). Both are the bytes the
         loader hashed: onnxruntime opens no file, so nothing swapped on disk after the check can
         run. With a table given, onnxruntime refuses a graph naming any file not in it (without
-        one it would read the name relative to the working directory)."""
+        one it would read the name relative to the working directory). features: the graph's
+        output holding the Grad-CAM layer's tensor (the manifest's onnx.feature_map.output),
+        if it has one."""
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -40,17 +46,27 @@ class OnnxBackend:
             names, buffers, [len(buffer) for buffer in buffers])
         self._session = onnxruntime.InferenceSession(graph, options,
                                                      providers=["CPUExecutionProvider"])
+        self.features = features
 
     def input_shape(self) -> List[Any]:
         """The graph's input dimensions: ["batch", channels, height, width]."""
         return list(self._session.get_inputs()[0].shape)
 
-    def output_shape(self) -> List[Any]:
-        """The graph's output dimensions: ["batch", outputs]."""
-        return list(self._session.get_outputs()[0].shape)
+    def output_shape(self, name: str = "logits") -> Optional[List[Any]]:
+        """An output's dimensions (logits: ["batch", outputs]), None if the graph has none of
+        that name."""
+        shapes = {output.name: list(output.shape) for output in self._session.get_outputs()}
+        return shapes.get(name)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(["logits"], {"image": batch})[0]
+
+    def logits_and_features(self, batch: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """One forward pass giving the logits (the same as logits()) and the feature map."""
+        if self.features is None:
+            raise ValueError("this graph has no feature map output")
+        logits, features = self._session.run(["logits", self.features], {"image": batch})
+        return logits, features
 
 
 class TorchBackend:

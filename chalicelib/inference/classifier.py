@@ -1,6 +1,9 @@
 """The served model, after TorchServe's handler lifecycle: initialize = load_classifier() builds
 a Classifier from the manifest and safetensors weights (the sha256 is checked, nothing is
-unpickled); preprocess, inference and postprocess are its methods, explain adds a heatmap.
+unpickled); preprocess, inference and postprocess are its methods, explain adds a heatmap:
+from the ONNX graph's feature map output and the head's weights, in numpy, when the graph has
+that output (inference.gradcam's closed form, no torch), else through a torch network built from
+the same verified weights on the first heatmap request (models exported before that output).
 Loading it once per warm container, on first use, is lazy.LazyModel's job.
 
 Each store file is read once and hashed, and the backends are built from those bytes: neither
@@ -13,17 +16,28 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from chalicelib.errors import InvalidParameter, ModelUnavailable
-from chalicelib.inference.store import Manifest, ManifestError, read_file, read_manifest, sha256_hex
+from chalicelib.inference.store import (
+    Manifest,
+    ManifestError,
+    read_file,
+    read_manifest,
+    safetensors_layout,
+    sha256_hex,
+)
 from chalicelib.inference.torch_import import TorchUnavailable, import_torch
 
 if TYPE_CHECKING:
     import numpy as np
 
     from chalicelib.imaging.image import Grid
+    from chalicelib.inference.architectures.registry import GradCamHead
 
+# largest |logit| difference between the graph's logits and its head applied to its feature
+# map in numpy (float32 sums in another order: about 1e-6 on the demo)
+FEATURE_MAP_TOLERANCE = 1e-3
 UNTRAINED_WARNING = ("These weights are an untrained demo (random, seeded): the findings are "
                      "meaningless and are not a diagnosis.")
 
@@ -48,6 +62,18 @@ class Classifier:
         self._torch_lock = threading.Lock()
         self._recipe = RECIPES[manifest.preprocessing["recipe"]]
         self._size = manifest.input_size
+        # the closed-form heatmap's head: (GradCamHead, its linear weight as a view of the
+        # verified bytes), when the backend gives the feature map
+        self._closed_form: Optional[Tuple["GradCamHead", "np.ndarray"]] = None
+        if getattr(backend, "features", None) is not None:
+            from chalicelib.inference.architectures.registry import HEADS
+            head = HEADS[manifest.architecture["name"]]
+            self._closed_form = (head, safetensors_array(weights, head.weight))
+
+    @property
+    def closed_form_heatmaps(self) -> bool:
+        """Heatmaps come from the graph's feature map with numpy (no torch)."""
+        return self._closed_form is not None
 
     @property
     def backend(self) -> str:
@@ -72,17 +98,20 @@ class Classifier:
         return sigmoid(self.logits(batch))[0].tolist()
 
     def torch_backend(self) -> Any:
-        """The torch network, which computes gradients (the heatmap); with the onnxruntime
-        backend it is built from the same verified weights on the first heatmap request."""
+        """The torch network, which computes gradients (the heatmap of a graph without the
+        feature map output); with the onnxruntime backend it is built from the same verified
+        weights on the first such heatmap request."""
         with self._torch_lock:
             if self._torch_backend is None:
                 from chalicelib.inference.backends import TorchBackend, build_torch_network
                 try:
                     torch = import_torch(self._packages_path)
                 except TorchUnavailable as error:
-                    raise ModelUnavailable(f"Heatmaps need torch (for gradients), which cannot "
-                                           f"be loaded here: {error}. Classification without "
-                                           f"?heatmap works.") from None
+                    raise ModelUnavailable(f"Heatmaps of this model need torch (for "
+                                           f"gradients: its ONNX graph has no feature map "
+                                           f"output; re-importing the model adds it), which "
+                                           f"cannot be loaded here: {error}. Classification "
+                                           f"without ?heatmap works.") from None
                 self._torch_backend = TorchBackend(
                     build_torch_network(self.manifest, self._weights, torch), torch)
             return self._torch_backend
@@ -105,15 +134,8 @@ class Classifier:
         named finding). The probabilities are always the serving backend's, so a heatmap never
         changes the findings."""
         from chalicelib.inference import gradcam
-        from chalicelib.inference.architectures.registry import spec
         labels = self.manifest.labels
-        torch_backend = self.torch_backend()
         served: Optional[List[float]] = None
-        forward_ms = 0.0
-        if torch_backend is not self._backend:
-            started = time.perf_counter()
-            served = self.inference(batch)
-            forward_ms = (time.perf_counter() - started) * 1000
 
         def choose(probabilities: Sequence[float]) -> int:
             if label is not None:
@@ -121,16 +143,43 @@ class Classifier:
             ranked = served if served is not None else probabilities
             return max((i for i, name in enumerate(labels) if name), key=ranked.__getitem__)
 
-        split = spec(self.manifest.architecture["name"]).gradcam_split
-        explanation = gradcam.explain(torch_backend.network, split, torch_backend.torch, batch,
-                                      choose)
-        if served is None:  # the torch backend: its forward pass was the inference
+        if self._closed_form is not None:
+            explanation = self._explain_closed_form(batch, choose)
             served, forward_ms = explanation.probabilities, explanation.forward_ms
+        else:
+            from chalicelib.inference.architectures.registry import spec
+            torch_backend = self.torch_backend()
+            forward_ms = 0.0
+            if torch_backend is not self._backend:
+                started = time.perf_counter()
+                served = self.inference(batch)
+                forward_ms = (time.perf_counter() - started) * 1000
+            split = spec(self.manifest.architecture["name"]).gradcam_split
+            explanation = gradcam.explain(torch_backend.network, split, torch_backend.torch,
+                                          batch, choose)
+            if served is None:  # the torch backend: its forward pass was the inference
+                served, forward_ms = explanation.probabilities, explanation.forward_ms
         name = labels[explanation.index]
         answer = gradcam.heatmap_answer(explanation, batch, name, self.manifest.thresholds[name],
-                                        self._recipe, torch_backend.torch)
+                                        self._recipe)
         answer["probability"] = round(served[explanation.index], 6)
         return Explained(served, answer, forward_ms)
+
+    def _explain_closed_form(self, batch: "np.ndarray",
+                             choose: Callable[[Sequence[float]], int]) -> Any:
+        """gradcam.Explanation from one onnxruntime pass fetching the logits and the feature
+        map (the logits are those inference() gives: the same session, the same pass)."""
+        from chalicelib.inference import gradcam
+        from chalicelib.inference.backends import sigmoid
+        assert self._closed_form is not None
+        head, weight = self._closed_form
+        started = time.perf_counter()
+        logits, features = self._backend.logits_and_features(batch)
+        probabilities = sigmoid(logits)[0].tolist()
+        forward_ms = (time.perf_counter() - started) * 1000
+        index = choose(probabilities)
+        cam = gradcam.closed_form_cam(features[0], weight[index], head.relu)
+        return gradcam.Explanation(probabilities, index, cam, head.layer, forward_ms)
 
     def postprocess(self, probabilities: List[float]) -> Dict[str, Any]:
         thresholds = self.manifest.thresholds
@@ -190,8 +239,10 @@ def _onnx_backend(manifest: Manifest, name: str, graph: bytes, weights: bytes) -
     """The onnxruntime session of graph (the manifest's file `name`), checked against the
     manifest's input and output shapes."""
     from chalicelib.inference.backends import OnnxBackend
+    feature_map = (manifest.onnx or {}).get("feature_map")
+    features = feature_map["output"] if feature_map else None
     try:
-        runner = OnnxBackend(graph, {manifest.weights_path.name: weights})
+        runner = OnnxBackend(graph, {manifest.weights_path.name: weights}, features=features)
     except Exception as error:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
         raise ManifestError(f"onnxruntime cannot load {name}: {_first_line(error)}. Re-export "
                             f"the model (python -m vendor_efs.models import).") from None
@@ -201,10 +252,29 @@ def _onnx_backend(manifest: Manifest, name: str, graph: bytes, weights: bytes) -
         raise ManifestError(f"{name} takes input {dims} (channels, height, width); the manifest "
                             f"says {expected}. Fix \"input\" in manifest.json or re-import the "
                             f"model.")
-    outputs = runner.output_shape()[-1]
+    outputs = (runner.output_shape() or [None])[-1]
     if isinstance(outputs, int) and outputs != len(manifest.labels):
         raise ManifestError(_label_count_message(len(manifest.labels), outputs))
+    if features is not None and runner.output_shape(features) is None:
+        raise ManifestError(f"{name} has no output {features!r}, which \"onnx.feature_map\" "
+                            f"names. Re-import the model (or remove \"feature_map\": heatmaps "
+                            f"then need torch).")
     return runner
+
+
+def safetensors_array(weights: bytes, name: str) -> "np.ndarray":
+    """One float32 tensor of a safetensors file's bytes, as a read-only numpy view of them
+    (no copy, no torch)."""
+    import numpy as np
+    layout = safetensors_layout(weights)
+    if name not in layout:
+        raise ManifestError(f"the weights have no tensor {name!r}: not the architecture the "
+                            f"manifest names. Fix manifest.json or re-import the model.")
+    dtype, shape, offset, length = layout[name]
+    if dtype != "F32" or length != 4 * int(np.prod(shape)):
+        raise ManifestError(f"{name} is {dtype}{shape} in the weights; float32 expected. "
+                            f"Re-import the model.")
+    return np.frombuffer(weights, np.float32, count=length // 4, offset=offset).reshape(shape)
 
 
 def self_test(classifier: Classifier) -> None:
@@ -230,6 +300,33 @@ def self_test(classifier: Classifier) -> None:
     if not np.isfinite(logits).all():
         raise ManifestError("the model's outputs are not finite numbers (NaN or infinite "
                             "weights?). Re-import the model.")
+    if classifier.closed_form_heatmaps:
+        _check_feature_map(classifier, batch, logits)
+
+
+def _check_feature_map(classifier: Classifier, batch: "np.ndarray", logits: "np.ndarray") -> None:
+    """The graph's feature map is the tensor the head reads: the head's closed form (pool,
+    linear) applied to it in numpy gives the graph's own logits. Otherwise the closed-form
+    heatmap would explain some other tensor."""
+    import numpy as np
+
+    assert classifier._closed_form is not None
+    manifest = classifier.manifest
+    head, weight = classifier._closed_form
+    bias = safetensors_array(classifier._weights, head.bias)
+    both, features = classifier._backend.logits_and_features(batch)
+    output = manifest.onnx["feature_map"]["output"] if manifest.onnx else ""
+    if features.ndim != 4 or features.shape[1] != weight.shape[1]:
+        raise ManifestError(f"the graph's {output!r} has shape {list(features.shape)}; "
+                            f"{manifest.architecture['name']}'s head reads (batch, "
+                            f"{weight.shape[1]}, h, w). Re-import the model.")
+    a = features.astype(np.float64)
+    pooled = (np.maximum(a, 0.0) if head.relu else a).mean(axis=(2, 3))
+    difference = float(np.abs(pooled @ weight.T.astype(np.float64) + bias - logits).max())
+    if not np.array_equal(both, logits) or difference > FEATURE_MAP_TOLERANCE:
+        raise ManifestError(f"the graph's {output!r} is not what its head reads (the head "
+                            f"applied to it differs from the logits by {difference:.2e}). "
+                            f"Re-import the model.")
 
 
 def _label_count_message(labels: int, outputs: Any) -> str:

@@ -2,22 +2,30 @@
 
 Target layer: the last convolutional stage's output, i.e. the very tensor the classifier head
 reads, named by each architecture's spec (its gradcam_split: `features.norm5` for DenseNet,
-`layer4` for ResNet). Its gradient only flows back through the head (ReLU for DenseNet,
-global average pool, linear), so the convolutional trunk runs once without autograd, exactly as
-for a plain classification, and only the head is differentiated:
+`layer4` for ResNet). The head after it is (ReLU for DenseNet,) global average pool over the
+h x w positions and one linear layer W, so the gradient needs no autograd:
 
-    A = trunk(x)                         no graph, like inference
-    y = head(A)[label]                   with a graph, from A on
-    alpha_c = mean_ij dy/dA_cij          autograd, through the real model's weights
-    cam = ReLU(sum_c alpha_c A_c)        7 x 7, upsampled to the input and laid over it
+    y_k = b_k + sum_c W_kc * mean_ij relu(A_cij)          (no ReLU for ResNet)
+    dy_k/dA_cij = W_kc * relu'(A_cij) / (h w)             relu'(a) = 1 if a > 0 else 0, as torch
+    alpha_c = mean_ij dy_k/dA_cij = W_kc * n_c / (h w)^2  n_c: positions where A_c > 0 (h w
+                                                           without the ReLU)
+    cam = ReLU(sum_c alpha_c A_c)                         7 x 7, upsampled to the input
 
-The overlay is drawn on the preprocessed image the model saw (center crop, 224 x 224).
-Imported lazily by Classifier.explain: a request without a heatmap never loads this module.
+closed_form_cam computes that with numpy from the feature map onnxruntime outputs beside the
+logits (the graph's feature map output, architectures.registry.HEADS for W and the ReLU), so a
+heatmap imports no torch. explain() is the autograd way, through the torch network: the trunk
+runs once without a graph, like inference, and only the head is differentiated. It serves the
+torch backend and graphs exported without the feature map output, and is the reference the
+tests hold the closed form to.
+
+The overlay is drawn on the preprocessed image the model saw (center crop, 224 x 224), all in
+numpy. Imported lazily by Classifier.explain: a request without a heatmap never loads this module.
 """
 import base64
 import io
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
@@ -62,17 +70,46 @@ def explain(network: Any, split: GradCamSplit, torch: Any, batch: np.ndarray,
                        forward_ms)
 
 
+def closed_form_cam(features: np.ndarray, weights: np.ndarray, relu: bool) -> np.ndarray:
+    """Grad-CAM from the target layer's tensor alone. features: (C, h, w) for one image;
+    weights: (C,) the linear layer's row for the explained output; relu: the head applies a
+    ReLU before pooling (registry.GradCamHead.relu). float32 (h, w) >= 0, not normalised."""
+    channels, height, width = features.shape
+    positions = height * width
+    a = features.astype(np.float64)
+    passed = np.count_nonzero(a > 0, axis=(1, 2)) if relu else positions  # n_c
+    alpha = weights.astype(np.float64) * passed / (positions * positions)
+    cam = np.tensordot(alpha, a, axes=1)
+    return np.maximum(cam, 0.0).astype(np.float32)
+
+
 def normalised(cam: np.ndarray) -> np.ndarray:
     peak = float(cam.max())
     return cam / peak if peak > 0 else np.zeros_like(cam)
 
 
-def upsample(cam: np.ndarray, size: int, torch: Any) -> np.ndarray:
-    """Bilinear, pixel centres aligned (what pytorch-grad-cam and cv2.resize do)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
-    up = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear",
-                                         align_corners=False)
-    return up[0, 0].numpy().clip(0.0, 1.0)
+@lru_cache(maxsize=8)
+def _bilinear_matrix(source: int, size: int) -> np.ndarray:
+    """(size, source): row i weighs the source samples that output sample i interpolates,
+    pixel centres aligned (torch's align_corners=False): x = (i + 0.5) * source / size - 0.5,
+    clamped at 0, between floor(x) and the next sample (the last one repeats)."""
+    x = np.maximum((np.arange(size, dtype=np.float64) + 0.5) * (source / size) - 0.5, 0.0)
+    low = np.floor(x).astype(np.int64)
+    high = np.minimum(low + 1, source - 1)
+    frac = x - low
+    matrix = np.zeros((size, source), dtype=np.float64)
+    np.add.at(matrix, (np.arange(size), low), 1.0 - frac)
+    np.add.at(matrix, (np.arange(size), high), frac)
+    return matrix
+
+
+def upsample(cam: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear, pixel centres aligned (what pytorch-grad-cam, cv2.resize and torch's
+    interpolate(align_corners=False) do), to (size, size), clipped to [0, 1]."""
+    rows = _bilinear_matrix(cam.shape[0], size)
+    columns = _bilinear_matrix(cam.shape[1], size)
+    up = rows @ cam.astype(np.float64) @ columns.T
+    return up.clip(0.0, 1.0).astype(np.float32)
 
 
 def jet(values: np.ndarray) -> np.ndarray:
@@ -98,11 +135,11 @@ def png_data_url(rgb: np.ndarray) -> str:
 
 
 def heatmap_answer(explanation: Explanation, batch: np.ndarray, label: str, threshold: float,
-                   recipe: Recipe, torch: Any) -> Dict[str, Any]:
+                   recipe: Recipe) -> Dict[str, Any]:
     """The `heatmap` member of the JSON answer."""
     cam = normalised(explanation.cam)
     size = batch.shape[-1]
-    heat = upsample(cam, size, torch)
+    heat = upsample(cam, size)
     return {
         "method": "Grad-CAM",
         "target_layer": explanation.target_layer,

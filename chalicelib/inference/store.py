@@ -12,9 +12,10 @@ Writing a version is the tools' job (vendor_efs/models/writer.py): serving never
 import hashlib
 import json
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "chest-xray-model/1"
@@ -153,6 +154,17 @@ def validate_manifest(raw: Any, path: Path) -> None:
     need(onnx is None or (isinstance(onnx, dict) and isinstance(onnx.get("file"), str)
                           and "/" not in onnx["file"] and _is_sha256(onnx.get("sha256"))),
          '"onnx" needs a "file" in the model folder and its "sha256"')
+    feature_map = (onnx or {}).get("feature_map")  # optional: the graph's Grad-CAM output
+    if feature_map is not None:
+        from chalicelib.inference.architectures.registry import HEADS
+        head = HEADS.get(raw["architecture"]["name"])
+        need(isinstance(feature_map, dict) and isinstance(feature_map.get("output"), str)
+             and feature_map["output"] and isinstance(feature_map.get("layer"), str),
+             '"onnx.feature_map" needs the graph\'s "output" name and the "layer" it holds')
+        need(head is None or feature_map["layer"] == head.layer,  # unknown: the loader says
+             f'"onnx.feature_map.layer" must be this architecture\'s Grad-CAM layer '
+             f'({head.layer if head else ""}), not {feature_map["layer"]!r}: re-import the '
+             f'model')
     model_input = raw["input"]
     need(isinstance(model_input, dict) and isinstance(model_input.get("size"), int)
          and model_input["size"] > 0 and model_input.get("channels") in (1, 3),
@@ -183,6 +195,18 @@ def _whole(value: Any, least: int) -> bool:
 def _is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(
         c in "0123456789abcdef" for c in value)
+
+
+def safetensors_layout(weights: bytes) -> Dict[str, Tuple[str, List[int], int, int]]:
+    """name -> (dtype, shape, absolute offset, length) inside a safetensors file's bytes: an
+    8-byte little-endian header size, a JSON header, then the tensors' bytes."""
+    (header_size,) = struct.unpack("<Q", weights[:8])
+    header = json.loads(weights[8:8 + header_size])
+    header.pop("__metadata__", None)
+    start = 8 + header_size
+    return {name: (info["dtype"], info["shape"], start + info["data_offsets"][0],
+                   info["data_offsets"][1] - info["data_offsets"][0])
+            for name, info in header.items()}
 
 
 def read_file(path: Path) -> bytes:

@@ -103,3 +103,26 @@ def test_the_fault_table_runs_and_every_fault_is_a_timely_503_that_recovers(tmp_
         assert row["code"] == "ModelStillLoading" or health["reason"], row
         assert row["recovered"] is True, row
     assert json.loads((tmp_path / "faults.json").read_text())["problems"] == []
+
+
+def test_the_cold_start_per_backend_shows_onnxruntime_never_touches_the_torch_tree(
+        tmp_path, host_runtime):
+    # given the per-backend cold start, torch from the tree the tests build for this machine
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "cold-start", "--backends-only", "--repeat", "1",
+         "--stripped-tree", str(host_runtime[0]), "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=900)
+    # when it has run: the table printed, the JSON written
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cold start per backend" in result.stdout
+    backends = json.loads((tmp_path / "cold_start.json").read_text())["by_backend"]["backends"]
+    # then both answered a PNG and its heatmap; onnxruntime read the model folder and nothing
+    # of the torch tree, torch read both
+    ort, torch_ = backends["onnxruntime"], backends["torch"]
+    assert ort["statuses"] == torch_["statuses"] == [200, 200]
+    assert ort["torch_imported"] == [False, False] and torch_["torch_imported"] == [True, True]
+    if "fs" in ort:  # strace is there
+        assert ort["fs"]["packages"]["opens"] == ort["fs"]["packages"]["lookups"] == 0
+        assert torch_["fs"]["packages"]["opens"] > 100
+        assert ort["fs"]["models"]["bytes_read"] > 20_000_000
+        assert any(name.endswith("model.onnx") for name in ort["fs"]["models"]["files"])

@@ -1,6 +1,6 @@
 """The real deployment package run the way Lambda runs it: unzipped into an empty folder (as
-/var/task), the model and torch (for heatmaps only: classification runs on onnxruntime from the
-zip) taken from an EFS-like folder, the handler called in a bare
+/var/task), the model and torch (for XRAY_BACKEND=torch only: classification and heatmaps run on
+onnxruntime and numpy from the zip) taken from an EFS-like folder, the handler called in a bare
 interpreter with API Gateway proxy events carrying the shared fixtures as base64. Its answers
 must equal the in-process app's. Catches a module missing from the zip and a broken EFS
 bootstrap (XRAY_PACKAGES_PATH), which no in-process test can."""
@@ -38,12 +38,12 @@ def lambda_layout(tmp_path_factory, demo_store, host_runtime):
     shutil.rmtree(root)
 
 
-def run_in_lambda_layout(task: Path, efs: Path, events: list) -> dict:
+def run_in_lambda_layout(task: Path, efs: Path, events: list, **stage: str) -> dict:
     env = {  # what Lambda sets, plus the stage's variables; nothing from this shell
         "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(task.parent),
         "LAMBDA_TASK_ROOT": str(task), "AWS_LAMBDA_FUNCTION_NAME": "chest-xray-dev",
         "XRAY_EFS_ROOT": str(efs), "XRAY_PACKAGES_PATH": str(efs / "packages"),
-        "XRAY_MODEL_PATH": str(efs / "models" / "current"),
+        "XRAY_MODEL_PATH": str(efs / "models" / "current"), **stage,
     }
     answers = task.parent / "answers.json"
     done = subprocess.run([sys.executable, "-I", "-S", str(RUNNER), str(task), str(answers)],
@@ -59,7 +59,7 @@ def lambda_run(lambda_layout):
     events = [proxy_event("GET", "/health"), proxy_event("GET", "/model")]
     events += [proxy_event("POST", "/xray", path.read_bytes(), CONTENT_TYPE[path.suffix])
                for path in ALL_FIXTURES]
-    # last: a heatmap, the one thing that needs torch (gradients), which comes from EFS
+    # last: a heatmap, which needs no torch either (the graph's feature map and numpy)
     events.append(proxy_event("POST", "/xray", ALL_FIXTURES[0].read_bytes(),
                               CONTENT_TYPE[ALL_FIXTURES[0].suffix], query={"heatmap": "top"}))
     return run_in_lambda_layout(task, efs, events)
@@ -73,11 +73,27 @@ def test_the_handler_imports_only_the_package_efs_and_the_standard_library(lambd
     strays = [f for f in lambda_run["module_files"]
               if not any(Path(f).resolve().is_relative_to(a) for a in allowed)]
     assert not strays, strays[:10]
-    # classification runs on onnxruntime from the zip: torch is imported for the heatmap only,
-    # and then from EFS
-    assert lambda_run["torch_imported"] == [False] * (len(ALL_FIXTURES) + 2) + [True]
-    assert Path(lambda_run["torch_file"]).resolve().is_relative_to((efs / "packages").resolve())
+    # classification and the heatmap run on onnxruntime and numpy from the zip: no torch
+    assert lambda_run["torch_imported"] == [False] * (len(ALL_FIXTURES) + 3)
     assert not any("site-packages" in p for p in lambda_run["sys_path"]), lambda_run["sys_path"]
+
+
+def test_the_torch_backend_imports_torch_from_efs(lambda_layout):
+    """XRAY_BACKEND=torch (the seed article's way): torch comes from the EFS packages tree,
+    through the app's own bootstrap, and answers a heatmap."""
+    task, efs = lambda_layout
+    run = run_in_lambda_layout(task, efs, [proxy_event(
+        "POST", "/xray", ALL_FIXTURES[0].read_bytes(), CONTENT_TYPE[ALL_FIXTURES[0].suffix],
+        query={"heatmap": "top"})], XRAY_BACKEND="torch")
+    (answer,) = run["answers"]
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["heatmap"]["png"]
+    assert run["torch_imported"] == [True]
+    assert Path(run["torch_file"]).resolve().is_relative_to((efs / "packages").resolve())
+    stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
+    allowed = (task.resolve(), (efs / "packages").resolve(), stdlib, RUNNER.resolve())
+    strays = [f for f in run["module_files"]
+              if not any(Path(f).resolve().is_relative_to(a) for a in allowed)]
+    assert not strays, strays[:10]
 
 
 def test_classification_ran_on_the_zips_onnxruntime_which_has_no_c_api_library(lambda_layout,

@@ -1,5 +1,7 @@
-"""Grad-CAM: computed from the served network's own gradients, for the label asked (default: the
-top finding), drawn over the 224x224 model input, and never computed unless asked for."""
+"""Grad-CAM: the served network's own gradients, for the label asked (default: the top finding),
+drawn over the 224x224 model input, and never computed unless asked for. With onnxruntime the
+gradient is the head's closed form on the graph's feature map (numpy, no torch): it must be
+torch's autograd Grad-CAM (gradcam.explain, the reference) for every fixture and label."""
 import base64
 import io
 import json
@@ -10,7 +12,14 @@ import torch
 
 from chalicelib.inference import gradcam
 from chalicelib.inference.architectures.densenet import gradcam_split as DENSENET_SPLIT
-from tests.support.fixtures import DCM_J2K, PNG_CARDIOMEGALY, PNG_NOFINDING
+from tests.support.fixtures import (
+    ALL_FIXTURES,
+    CONTENT_TYPE,
+    DCM_J2K,
+    PNG_CARDIOMEGALY,
+    PNG_NOFINDING,
+    fixture_id,
+)
 from tests.support.serving import run_isolated, serving
 
 
@@ -112,7 +121,7 @@ def test_the_heatmap_changes_with_the_chosen_label(classifier, batch):
 def test_the_overlay_puts_the_heat_where_the_map_is_hot():
     cam = np.zeros((7, 7), dtype=np.float32)
     cam[1, 5] = 3.0  # top right
-    heat = gradcam.upsample(gradcam.normalised(cam), 224, torch)
+    heat = gradcam.upsample(gradcam.normalised(cam), 224)
     assert heat.shape == (224, 224) and heat.min() >= 0 and heat.max() <= 1
     radiograph = np.full((224, 224), 0.5, dtype=np.float32)
     rgb = gradcam.overlay(radiograph, heat).astype(int)
@@ -226,3 +235,177 @@ def test_a_plain_request_never_imports_the_gradcam_module(demo_store):
     imported = [line.split()[1] for line in out.splitlines()
                 if line.startswith("IMPORTED ")]
     assert imported == ["False", "True"]
+
+
+# The closed form (numpy) against torch's autograd.
+
+TOLERANCE = 1e-5  # on the map as it is drawn: normalised to its peak, upsampled to 224 x 224
+
+
+def torch_heat(cam: np.ndarray, size: int = 224) -> np.ndarray:
+    """The reference's drawing of a map: normalised, torch's bilinear interpolate."""
+    tensor = torch.from_numpy(gradcam.normalised(cam))[None, None]
+    up = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear",
+                                         align_corners=False)
+    return up[0, 0].numpy().clip(0.0, 1.0)
+
+
+def numpy_heat(cam: np.ndarray, size: int = 224) -> np.ndarray:
+    return gradcam.upsample(gradcam.normalised(cam), size)
+
+
+@pytest.fixture(scope="module")
+def served(demo_store):
+    from chalicelib.inference.classifier import load_classifier
+    return load_classifier(demo_store / "models" / "current", None, backend="onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def batches(served):
+    from chalicelib.imaging.dispatch import decode
+    from chalicelib.imaging.image import Limits
+    return {path: served.preprocess(decode(path.read_bytes(), CONTENT_TYPE[path.suffix],
+                                           Limits(40_000_000, 32)).pixels)
+            for path in ALL_FIXTURES}
+
+
+def head_weight(classifier, name="classifier.weight"):
+    from chalicelib.inference.classifier import safetensors_array
+    return safetensors_array(classifier._weights, name)
+
+
+def test_the_head_table_agrees_with_every_architectures_spec():
+    """HEADS (no torch needed to read it) says what each network's gradcam_split and forward
+    do: the same target layer, the head's linear layer, and whether the head applies a ReLU."""
+    from chalicelib.inference.architectures.registry import HEADS, NAMES, spec
+    assert set(HEADS) == set(NAMES)
+    torch.manual_seed(0)
+    for name in NAMES:
+        architecture, head = spec(name), HEADS[name]
+        network = architecture.build(num_classes=4, in_channels=1).eval()
+        trunk, split_head, layer = architecture.gradcam_split(network)
+        assert head.layer == layer and head.weight == architecture.head_weight, name
+        state = network.state_dict()
+        assert {head.weight, head.bias} <= set(state), name
+        # a feature map with negative values: only a ReLU in the head tells them from zero
+        a = torch.randn(2, state[head.weight].shape[1], 7, 7)
+        pooled = (torch.relu(a) if head.relu else a).mean(dim=(2, 3))
+        with torch.no_grad():
+            linear = pooled @ state[head.weight].T + state[head.bias]
+            assert torch.allclose(split_head(a), linear, atol=1e-6), name
+            wrong = (a if head.relu else torch.relu(a)).mean(dim=(2, 3)) @ state[head.weight].T
+            assert not torch.allclose(split_head(a), wrong + state[head.bias], atol=1e-3), name
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=fixture_id)
+def test_the_closed_form_is_torchs_grad_cam_for_every_label(classifier, batches, path):
+    """On the torch network's own feature map, the closed form (numpy) draws the map the
+    reference (gradcam.explain: autograd, torch's interpolate) draws, for all 18 labels."""
+    network, batch = classifier.torch_backend().network, batches[path]
+    with torch.no_grad():
+        features = network.features(torch.from_numpy(batch)).numpy()[0]
+    weight = head_weight(classifier)
+    for index in range(len(classifier.manifest.labels)):
+        reference = gradcam.explain(network, DENSENET_SPLIT, torch, batch, lambda p: index).cam
+        ours = gradcam.closed_form_cam(features, weight[index], relu=True)
+        assert reference.max() > 0, index
+        assert np.abs(numpy_heat(ours) - torch_heat(reference)).max() <= TOLERANCE, index
+
+
+def on_features(features: np.ndarray):
+    """A gradcam_split whose trunk gives these features: the reference's autograd through the
+    real head, on a feature map computed once."""
+    def split(network):
+        _, head, layer = DENSENET_SPLIT(network)
+        return (lambda x: torch.from_numpy(features)), head, layer
+    return split
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=fixture_id)
+def test_the_served_heatmap_is_torchs_grad_cam_of_the_served_feature_map(
+        served, classifier, batches, path):
+    """What onnxruntime serves (its graph's feature map, the closed form) is, for all 18
+    labels, what torch's autograd gives for that same feature map through the head."""
+    assert served.closed_form_heatmaps and served.backend == "onnxruntime"
+    network, batch = classifier.torch_backend().network, batches[path]
+    split = on_features(served._backend.logits_and_features(batch)[1])
+    for index in range(len(served.manifest.labels)):
+        ours = served._explain_closed_form(batch, lambda p: index)
+        reference = gradcam.explain(network, split, torch, batch, lambda p: index).cam
+        assert ours.target_layer == "features.norm5" and ours.index == index
+        assert np.abs(numpy_heat(ours.cam) - torch_heat(reference)).max() <= TOLERANCE, index
+
+
+END_TO_END = 1e-4  # measured worst without a feature across 0: 1.5e-5 (the README's table)
+
+
+@pytest.mark.parametrize("path", ALL_FIXTURES, ids=fixture_id)
+def test_the_served_heatmap_is_the_torch_backends_but_for_the_trunks_rounding(
+        served, classifier, batches, path):
+    """End to end, onnxruntime's heatmap against the torch backend's autograd one. The two
+    trunks differ in float rounding (features about 1e-6 of their range apart), which the map
+    carries: up to END_TO_END. Where the rounding moves a feature across 0, the head's ReLU
+    passes it in one and not the other and that channel's weight changes by 1/49 (Grad-CAM's
+    gradient is a step there): only then may the maps differ by more, and only at features
+    that torch itself puts within 1e-4 of 0."""
+    network, batch = classifier.torch_backend().network, batches[path]
+    with torch.no_grad():
+        theirs = network.features(torch.from_numpy(batch)).numpy()
+    mine = served._backend.logits_and_features(batch)[1]
+    flipped = (theirs > 0) != (mine > 0)
+    assert np.abs(theirs[flipped]).max(initial=0.0) < 1e-4
+    worst = 0.0
+    for index in range(len(served.manifest.labels)):
+        ours = served._explain_closed_form(batch, lambda p: index).cam
+        reference = gradcam.explain(network, on_features(theirs), torch, batch,
+                                    lambda p: index).cam
+        worst = max(worst, float(np.abs(numpy_heat(ours) - torch_heat(reference)).max()))
+    print(f"{path.name}: {int(flipped.sum())} features across 0, worst map difference "
+          f"{worst:.1e}")
+    if not flipped.any():
+        assert worst <= END_TO_END
+
+
+def test_a_resnets_closed_form_is_its_grad_cam_at_layer4():
+    """No ReLU in ResNet's head (layer4 ends in one): every position counts."""
+    from chalicelib.inference.architectures.registry import HEADS, spec
+    torch.manual_seed(1)
+    resnet = spec("resnet18")
+    network = resnet.build(num_classes=3, in_channels=3).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        features = network.trunk(torch.from_numpy(x)).numpy()[0]
+    weight = network.fc.weight.detach().numpy()
+    for index in range(3):
+        reference = gradcam.explain(network, resnet.gradcam_split, torch, x, lambda p: index).cam
+        ours = gradcam.closed_form_cam(features, weight[index], HEADS["resnet18"].relu)
+        np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-6 * reference.max())
+
+
+@pytest.mark.parametrize("source,size", [(7, 224), (7, 512), (5, 13), (16, 224), (3, 3), (1, 4)])
+def test_the_numpy_upsampling_is_torchs_bilinear_interpolate(source, size):
+    cam = np.random.default_rng(source * size).random((source, source)).astype(np.float32)
+    ours = gradcam.upsample(cam, size)
+    theirs = torch.nn.functional.interpolate(torch.from_numpy(cam)[None, None], size=(size, size),
+                                             mode="bilinear", align_corners=False)[0, 0].numpy()
+    assert ours.shape == (size, size) and ours.dtype == np.float32
+    # torch computes the sample positions in float32, numpy here in float64
+    assert np.abs(ours - theirs.clip(0, 1)).max() <= 2e-6
+
+
+def test_a_closed_form_heatmap_keeps_the_probabilities_of_plain_inference(served, batch):
+    explained = served.explain(batch, served.label_index("Effusion"))
+    assert explained.probabilities == served.inference(batch)  # to the last bit
+    effusion = served.manifest.labels.index("Effusion")
+    assert explained.heatmap["probability"] == round(explained.probabilities[effusion], 6)
+
+
+def test_the_heatmap_answer_has_the_same_members_on_both_backends(served, classifier, batch):
+    ours = served.explain(batch, None).heatmap
+    theirs = classifier.explain(batch, None).heatmap
+    assert list(ours) == list(theirs) == ["method", "target_layer", "label", "probability",
+                                          "threshold", "size", "cam", "peak", "png"]
+    assert {k: v for k, v in ours.items() if k not in ("cam", "png", "peak", "probability")} \
+        == {k: v for k, v in theirs.items() if k not in ("cam", "png", "peak", "probability")}
+    assert ours["peak"] == pytest.approx(theirs["peak"], rel=1e-4)
+    assert np.abs(np.array(ours["cam"]) - np.array(theirs["cam"])).max() <= 1e-4

@@ -66,6 +66,30 @@ def test_invalid_manifests_are_named_precisely(store_copy, changes, message):
         load_classifier(current_dir(store_copy), None)
 
 
+@pytest.mark.parametrize("feature_map,message", [
+    ({"output": "features", "layer": "layer4"},
+     "must be this architecture's Grad-CAM layer \\(features.norm5\\), not 'layer4'"),
+    ({"output": "", "layer": "features.norm5"}, "needs the graph's \"output\" name"),
+    ({"layer": "features.norm5"}, "needs the graph's \"output\" name"),
+    ("features", "needs the graph's \"output\" name"),
+])
+def test_a_wrong_feature_map_entry_is_named_precisely(store_copy, feature_map, message):
+    """onnx.feature_map (optional) names the graph output holding the Grad-CAM layer."""
+    manifest = json.loads((current_dir(store_copy) / "manifest.json").read_text())
+    edit_manifest(store_copy, onnx={**manifest["onnx"], "feature_map": feature_map})
+    with pytest.raises(ManifestError, match=message):
+        load_classifier(current_dir(store_copy), None)
+
+
+def test_a_manifest_without_a_feature_map_is_valid_and_heatmaps_go_through_torch(store_copy):
+    manifest = json.loads((current_dir(store_copy) / "manifest.json").read_text())
+    assert manifest["onnx"]["feature_map"] == {"output": "features", "layer": "features.norm5"}
+    del manifest["onnx"]["feature_map"]
+    edit_manifest(store_copy, onnx=manifest["onnx"])
+    classifier = load_classifier(current_dir(store_copy), None, backend="onnxruntime")
+    assert classifier.backend == "onnxruntime" and not classifier.closed_form_heatmaps
+
+
 class _Boom:
     """Unpickling this would create a marker file: proof that pickle never runs."""
     marker = None

@@ -17,7 +17,8 @@ from vendor_efs.models.writer import write_model
 if TYPE_CHECKING:
     import torch
 
-NAME, VERSION, SEED = "densenet121-xrv-untrained-demo", "3", 0  # 3: faster ONNX graph
+# 3: faster ONNX graph; 4: the graph also outputs the Grad-CAM feature map (same weights)
+NAME, VERSION, SEED = "densenet121-xrv-untrained-demo", "4", 0
 # torchxrayvision's 18 pathologies, in its output order.
 XRV_LABELS = [
     "Atelectasis", "Consolidation", "Infiltration", "Pneumothorax", "Edema", "Emphysema",
@@ -81,7 +82,8 @@ def demo_files() -> tuple:
 
     network = demo_network()
     weights = save({k: v.contiguous() for k, v in network.state_dict().items()})
-    graph, onnx_entry = checked_graph(network, XRV_INPUT["channels"], XRV_INPUT["size"], weights)
+    graph, onnx_entry = checked_graph(network, "densenet121", XRV_INPUT["channels"],
+                                      XRV_INPUT["size"], weights)
     return {**demo_manifest(), "onnx": onnx_entry}, weights, graph
 
 

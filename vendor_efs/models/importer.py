@@ -226,7 +226,8 @@ def write(args: argparse.Namespace, architecture: str, network: Any, shape: Dict
                        "imported_with": "vendor_efs/models/importer.py"},
     }
     weights = save({k: v.contiguous() for k, v in network.state_dict().items()})
-    graph, manifest["onnx"] = checked_graph(network, shape["in_channels"], shape["size"], weights)
+    graph, manifest["onnx"] = checked_graph(network, architecture, shape["in_channels"],
+                                            shape["size"], weights)
     target = write_model(args.store, manifest, weights, graph)
     if args.use:
         point_current(args.store, target)

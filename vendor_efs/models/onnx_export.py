@@ -10,45 +10,57 @@ builds the session and then keeps the whole network in its blocked NCHWc layout;
 BatchNormalization, every dense layer converted its input out of that layout and back (DenseNet-121
 at 2 threads: 35 -> 31 ms; at 1 thread 59 -> 55 ms; outputs within 3e-7).
 
+The graph has a second output beside "logits": FEATURES, the tensor Grad-CAM's target layer
+gives (the architecture's gradcam_split, e.g. DenseNet's features.norm5 before the head's ReLU),
+named in the manifest's onnx.feature_map. onnxruntime computes it anyway on the way to the
+logits; serving fetches it only for a heatmap, whose gradient then has a closed form
+(inference.gradcam), so heatmaps need no torch.
+
 Runs where the model is imported (needs torch and onnx); serving needs only onnxruntime.
 """
-import json
-import struct
 from typing import Any, Dict, Tuple
+
+from chalicelib.inference.store import safetensors_layout
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
+FEATURES = "features"
 _DTYPES = {"F32": 1}  # safetensors dtype -> onnx TensorProto elem_type
 
 
-def safetensors_layout(weights: bytes) -> Dict[str, Tuple[str, list, int, int]]:
-    """name -> (dtype, shape, absolute offset, length) inside the safetensors file."""
-    (header_size,) = struct.unpack("<Q", weights[:8])
-    header = json.loads(weights[8:8 + header_size])
-    header.pop("__metadata__", None)
-    start = 8 + header_size
-    return {name: (info["dtype"], info["shape"], start + info["data_offsets"][0],
-                   info["data_offsets"][1] - info["data_offsets"][0])
-            for name, info in header.items()}
-
-
-def export_graph(network: Any, in_channels: int, size: int, weights: bytes,
+def export_graph(network: Any, architecture: str, in_channels: int, size: int, weights: bytes,
                  weights_file: str) -> bytes:
-    """The ONNX graph of `network` (eval mode) whose weights live in `weights_file`."""
+    """The ONNX graph of `network` (eval mode, an `architecture` of the registry) whose weights
+    live in `weights_file`, with outputs "logits" and FEATURES."""
     import io
 
     import onnx
     import torch
 
+    from chalicelib.inference.architectures.registry import spec
+
+    trunk, head, _ = spec(architecture).gradcam_split(network)
+
+    def logits_and_features(x: Any) -> Tuple[Any, Any]:
+        features = trunk(x)
+        return head(features), features  # == network(x): tests check head(trunk(x))
+
     buffer = io.BytesIO()
     example = torch.zeros(1, in_channels, size, size)
-    # No constant folding: folding would fuse batch-norm into new, unnamed tensors; keeping
-    # the parameters as they are lets each one point into the safetensors file.
-    # (onnxruntime fuses them itself when it builds the session.)
-    torch.onnx.export(network.eval(), (example,), buffer, dynamo=False, opset_version=OPSET,
-                      input_names=["image"], output_names=["logits"],
-                      do_constant_folding=False,
-                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    # Traced through the network itself (its forward swapped for the export), so that every
+    # initializer keeps its state_dict name, which is how it is found in the weights file.
+    network.eval().forward = logits_and_features
+    try:
+        # No constant folding: folding would fuse batch-norm into new, unnamed tensors; keeping
+        # the parameters as they are lets each one point into the safetensors file.
+        # (onnxruntime fuses them itself when it builds the session.)
+        torch.onnx.export(network, (example,), buffer, dynamo=False, opset_version=OPSET,
+                          input_names=["image"], output_names=["logits", FEATURES],
+                          do_constant_folding=False,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"},
+                                        FEATURES: {0: "batch"}})
+    finally:
+        del network.forward
     graph = onnx.load_from_string(buffer.getvalue())
     batchnorm_as_depthwise_conv(graph)
     layout = safetensors_layout(weights)
@@ -114,28 +126,39 @@ def batchnorm_as_depthwise_conv(model: Any) -> None:
     graph.node.extend(nodes)
 
 
-def checked_graph(network: Any, in_channels: int, size: int, weights: bytes,
+def checked_graph(network: Any, architecture: str, in_channels: int, size: int, weights: bytes,
                   weights_file: str = "model.safetensors", tolerance: float = 1e-4
                   ) -> Tuple[bytes, Dict[str, Any]]:
     """export_graph, then onnxruntime against torch on seeded inputs in the model's input range:
-    the graph is refused if any probability differs by more than `tolerance`."""
+    the graph is refused if any probability differs by more than `tolerance`, or the feature
+    map by more than `tolerance` of its largest magnitude."""
     import numpy as np
     import torch
 
+    from chalicelib.inference.architectures.registry import HEADS, spec
     from chalicelib.inference.backends import OnnxBackend, sigmoid
 
-    graph = export_graph(network, in_channels, size, weights, weights_file)
+    graph = export_graph(network, architecture, in_channels, size, weights, weights_file)
     generator = torch.Generator().manual_seed(0)
     # Smooth noise, as images are: per-pixel noise saturates an untrained network's outputs
     # at 0 or 1, where any two backends agree and the check would prove nothing.
     coarse = torch.rand(3, in_channels, 14, 14, generator=generator)
     batch = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear")
     batch = batch * 2048 - 1024 if in_channels == 1 else (batch - 0.45) / 0.226
+    trunk, _, _ = spec(architecture).gradcam_split(network.eval())
     with torch.inference_mode():
-        expected = sigmoid(network.eval()(batch).numpy())
-    got = sigmoid(OnnxBackend(graph, {weights_file: weights}).logits(batch.numpy()))
-    difference = float(np.abs(got - expected).max())
+        expected = sigmoid(network(batch).numpy())
+        expected_features = trunk(batch).numpy()
+    backend = OnnxBackend(graph, {weights_file: weights}, features=FEATURES)
+    logits, features = backend.logits_and_features(batch.numpy())
+    difference = float(np.abs(sigmoid(logits) - expected).max())
     if difference > tolerance:
         raise ValueError(f"onnxruntime differs from torch by {difference:.2e} (> {tolerance})")
+    scale = float(np.abs(expected_features).max())
+    features_difference = float(np.abs(features - expected_features).max())
+    if features.shape != expected_features.shape or features_difference > tolerance * scale:
+        raise ValueError(f"onnxruntime's {FEATURES} {features.shape} differ from torch's "
+                         f"{expected_features.shape} by {features_difference:.2e}")
     return graph, {"file": ONNX_FILE, "opset": OPSET,
-                   "checked_max_abs_difference": float(f"{difference:.3g}")}
+                   "checked_max_abs_difference": float(f"{difference:.3g}"),
+                   "feature_map": {"output": FEATURES, "layer": HEADS[architecture].layer}}

@@ -4,10 +4,12 @@ architecture is one new module and one line here.
 
 Listing or checking names needs no torch: a network's module (which imports torch) is imported
 only when its spec is asked for, so the onnxruntime path never imports torch, and the torch path
-imports it only after inference.torch_import has put the EFS packages first on sys.path."""
+imports it only after inference.torch_import has put the EFS packages first on sys.path.
+The same holds for HEADS, what the torch-free heatmap (inference.gradcam) needs to know of each
+head: tests check it against each spec's gradcam_split and the network's own forward."""
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 # name -> the module whose SPECS holds it
 _MODULES = {
@@ -16,6 +18,25 @@ _MODULES = {
     "resnet50": "chalicelib.inference.architectures.resnet",
 }
 NAMES: Tuple[str, ...] = tuple(_MODULES)
+
+
+@dataclass(frozen=True)
+class GradCamHead:
+    """A head that, after Grad-CAM's target layer, is (ReLU,) global average pool and one
+    linear layer: the class score's gradient with respect to that layer has a closed form."""
+    layer: str   # the target layer's module path (ArchitectureSpec.gradcam_split's name)
+    relu: bool   # the head applies a ReLU to the layer's output before pooling
+    weight: str  # the linear layer's weight key in the safetensors file (outputs x channels)
+    bias: str    # its bias key
+
+
+HEADS: Dict[str, GradCamHead] = {
+    # DenseNet.forward: relu(features(x)), pooled, classifier; features ends in norm5
+    "densenet121": GradCamHead("features.norm5", True, "classifier.weight", "classifier.bias"),
+    # ResNet.head: layer4's output is already a ReLU's, pooled, fc
+    "resnet18": GradCamHead("layer4", False, "fc.weight", "fc.bias"),
+    "resnet50": GradCamHead("layer4", False, "fc.weight", "fc.bias"),
+}
 
 # network -> (trunk, head, target layer name) with network(x) == head(trunk(x))
 GradCamSplit = Callable[[Any], Tuple[Callable[[Any], Any], Callable[[Any], Any], str]]
