@@ -2,7 +2,9 @@
 their tables and writes build/benchmarks/<name>.json.
 
     warm         ours vs the naive serving path at 1 and 2 CPUs: warm latency (PNG, JPEG, DICOM
-                 through the Lambda handler), bare forward, cold start, peak RSS, the CPU floor
+                 in JPEG Baseline and JPEG 2000 lossy and lossless, a PNG with ?heatmap, through
+                 the Lambda handler), bare forward, cold start, peak RSS, the CPU floor; ours
+                 with reduced decoding; --before REF: another commit's code in the same run
     cold-start   fresh process to first answer, naive vs stripped EFS payload vs one archive
     candidates   the forward-pass candidates (eager, channels_last, TorchScript, oneDNN,
                  torch.export, onnxruntime) at 1 and 2 CPUs

@@ -112,25 +112,39 @@ def upsample(cam: np.ndarray, size: int) -> np.ndarray:
     return up.clip(0.0, 1.0).astype(np.float32)
 
 
+JET_CENTRES = np.array([3.0, 2.0, 1.0], dtype=np.float32)  # red, green, blue
+
+
 def jet(values: np.ndarray) -> np.ndarray:
-    """[0, 1] -> RGB in [0, 1]: blue, cyan, yellow, red (the usual Grad-CAM colormap)."""
-    v = values[..., None]
-    centres = np.array([3.0, 2.0, 1.0], dtype=np.float32)  # red, green, blue
-    return np.clip(1.5 - np.abs(4.0 * v - centres), 0.0, 1.0)
+    """[0, 1] -> RGB in [0, 1], float32: blue, cyan, yellow, red (the usual Grad-CAM
+    colormap)."""
+    colour = np.multiply(values[..., None], np.float32(4.0), dtype=np.float32) - JET_CENTRES
+    np.abs(colour, out=colour)
+    np.subtract(np.float32(1.5), colour, out=colour)
+    return np.clip(colour, 0.0, 1.0, out=colour)
 
 
 def overlay(radiograph: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """radiograph and heat: (h, w) in [0, 1] -> uint8 RGB. The heat's own value sets the
-    opacity, so only the regions that raised the score are coloured."""
-    gray = np.repeat(radiograph[..., None], 3, axis=2)
-    alpha = OVERLAY_OPACITY * heat[..., None]
-    return np.round((gray * (1 - alpha) + jet(heat) * alpha) * 255).astype(np.uint8)
+    opacity, so only the regions that raised the score are coloured:
+    gray + opacity * heat * (jet(heat) - gray), in float32 and in place (a heatmap's budget is a
+    few milliseconds)."""
+    gray = radiograph.astype(np.float32, copy=False)[..., None]
+    colour = jet(heat)
+    colour -= gray
+    colour *= (np.float32(OVERLAY_OPACITY * 255) * heat.astype(np.float32, copy=False))[..., None]
+    colour += gray * np.float32(255)
+    return np.rint(colour, out=colour).astype(np.uint8)
 
 
 def png_data_url(rgb: np.ndarray) -> str:
+    """A data: URL of the PNG. zlib's fastest level with run-length matching: quicker than
+    level 1's default strategy, and no larger for an overlay."""
+    import zlib
+
     from PIL import Image
     out = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(out, "PNG", compress_level=1)  # ~3 ms; level 6: ~15 ms, -10%
+    Image.fromarray(rgb, "RGB").save(out, "PNG", compress_level=1, compress_type=zlib.Z_RLE)
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
 
 
