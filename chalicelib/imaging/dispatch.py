@@ -70,8 +70,7 @@ def _guarded(what: str, decoder: Callable[..., DecodedImage], *args: Any) -> Dec
 
 
 def _check_min_side(image: DecodedImage, limits: Limits) -> None:
-    described = image.describe()  # the file's own size, even where a coarser level was decoded
-    width, height = described["width"], described["height"]
+    width, height = image.size  # the file's own, even where a coarser level was decoded
     if min(height, width) < limits.min_side:
         raise UnclassifiableImage(
             f"The image is {width}x{height} pixels; both sides must be at least "

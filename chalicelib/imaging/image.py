@@ -80,13 +80,22 @@ class DecodedImage:
     def level(self) -> int:
         return self.grid.level if self.grid is not None else 0
 
-    def describe(self) -> Dict[str, Any]:
+    @property
+    def size(self) -> Tuple[int, int]:
+        """The file's own (width, height), even where a coarser level was decoded."""
+        if self.grid is not None:
+            return self.grid.full_size
         height, width = self.pixels.shape
+        return width, height
+
+    def describe(self) -> Dict[str, Any]:
+        width, height = self.size
         described: Dict[str, Any] = {"format": self.format, "width": width, "height": height,
                                      **self.details}
         if self.grid is not None:
-            described["width"], described["height"] = self.grid.full_size
-            described["decoded"] = {"level": self.grid.level, "width": width, "height": height}
+            decoded_height, decoded_width = self.pixels.shape
+            described["decoded"] = {"level": self.grid.level, "width": decoded_width,
+                                    "height": decoded_height}
         return described
 
 
