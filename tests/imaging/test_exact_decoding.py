@@ -3,6 +3,7 @@ the RG1 chest stored JPEG 2000 lossless, and made files for each path the decode
 (native 8/16-bit, signed, rescaled, windowed, VOI LUT, JPEG 2000 of 8 and 12 bits, big endian),
 against the pipeline as it was (tests/support/dicom_reference.py). And OpenJPEG decodes on the
 function's vCPUs unless the operator says otherwise."""
+import gc
 import io
 import os
 import subprocess
@@ -152,6 +153,7 @@ def most_threads_while(work) -> int:
 def test_openjpeg_reads_opj_num_threads_at_each_decode_in_this_process(monkeypatch, j2k_lossless):
     """What the thread setting relies on: not read once at import, but per decoder."""
     def decode_with(threads: int) -> int:
+        gc.collect()  # the last decodes' codecs, and their OpenJPEG thread pools, are gone
         monkeypatch.setenv(OPJ_NUM_THREADS, str(threads))
         def work() -> None:
             for _ in range(3):  # three windows for the watcher, on a busy machine
